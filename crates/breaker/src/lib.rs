@@ -1,0 +1,1 @@
+//! towline-breaker: being written; see the issue tracker.

@@ -1,0 +1,1 @@
+//! towline-mock: being written; see the issue tracker.

@@ -1,0 +1,1 @@
+//! towline-normalize: being written; see the issue tracker.

@@ -1,0 +1,1 @@
+//! towline-reqwest: being written; see the issue tracker.

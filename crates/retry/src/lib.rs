@@ -1,0 +1,1 @@
+//! towline-retry: being written; see the issue tracker.

@@ -1,0 +1,1 @@
+//! towline-session: being written; see the issue tracker.

@@ -1,0 +1,1 @@
+//! towline-throttle: being written; see the issue tracker.

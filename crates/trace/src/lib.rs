@@ -1,0 +1,1 @@
+//! towline-trace: being written; see the issue tracker.
