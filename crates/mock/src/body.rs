@@ -212,7 +212,9 @@ impl Body for MockBody {
                     this.finish();
                     return Poll::Ready(None);
                 }
-                let n = usize::try_from(*remaining).unwrap_or(usize::MAX).min(chunk.len());
+                let n = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk.len());
                 let data = chunk.slice(..n);
                 *remaining -= n as u64;
                 if *remaining == 0 {
@@ -226,10 +228,7 @@ impl Body for MockBody {
     fn is_end_stream(&self) -> bool {
         !self.waiting
             && self.frames.is_empty()
-            && matches!(
-                self.end,
-                End::Done | End::Repeat { remaining: 0, .. }
-            )
+            && matches!(self.end, End::Done | End::Repeat { remaining: 0, .. })
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -13,10 +13,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use towline_core::ErrorKind;
 
+use crate::Dialect;
 use crate::error::ScriptError;
 use crate::render::{ErrorSpec, HintForm, RetryAfter};
 use crate::script::{Action, Fault, LimitShape, RateLimit, Scenario, Script, Selector, When};
-use crate::Dialect;
 
 impl Scenario {
     /// Parses and validates a scenario written in JSON.
@@ -41,8 +41,9 @@ impl Scenario {
     /// assert_eq!(s.seed_value(), 3);
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Scenario, ScriptError> {
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ScriptError::new("", format!("invalid TOML: {}", toml_message(&e, text))))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            ScriptError::new("", format!("invalid TOML: {}", toml_message(&e, text)))
+        })?;
         let raw: RawScenario = serde_path_to_error::deserialize(de).map_err(|e| {
             let message = toml_message(e.inner(), text);
             path_error(&e, &message)
@@ -54,15 +55,13 @@ impl Scenario {
     /// then JSON).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScriptError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ScriptError::new("", format!("cannot read {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScriptError::new("", format!("cannot read {}: {e}", path.display())))?;
         match path.extension().and_then(|e| e.to_str()) {
             Some(ext) if ext.eq_ignore_ascii_case("json") => Scenario::from_json_str(&text),
             Some(ext) if ext.eq_ignore_ascii_case("toml") => Scenario::from_toml_str(&text),
-            _ => Scenario::from_toml_str(&text).or_else(|toml_err| {
-                Scenario::from_json_str(&text).map_err(|_| toml_err)
-            }),
+            _ => Scenario::from_toml_str(&text)
+                .or_else(|toml_err| Scenario::from_json_str(&text).map_err(|_| toml_err)),
         }
     }
 
@@ -141,11 +140,13 @@ impl<'de> Deserialize<'de> for Ms {
             }
 
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Ms, E> {
-                u64::try_from(v).map(|v| Ms(Duration::from_millis(v))).map_err(|_| {
-                    E::custom(format!(
-                        "expected a non-negative number of milliseconds, got {v}"
-                    ))
-                })
+                u64::try_from(v)
+                    .map(|v| Ms(Duration::from_millis(v)))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "expected a non-negative number of milliseconds, got {v}"
+                        ))
+                    })
             }
 
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Ms, E> {
@@ -422,7 +423,9 @@ impl RawFault {
             spec
         };
         let action = match name {
-            FaultName::Error => Action::Error(error_spec(self.class.ok_or_else(|| require("class"))?)),
+            FaultName::Error => {
+                Action::Error(error_spec(self.class.ok_or_else(|| require("class"))?))
+            }
             FaultName::BreakStream => Action::BreakStream {
                 after_chunks: self.after_chunks.unwrap_or(1),
                 error: error_spec(self.class.unwrap_or(ErrorKind::Server)),
@@ -438,7 +441,12 @@ impl RawFault {
             FaultName::Succeed => Action::Succeed,
             FaultName::Raw => Action::Raw {
                 status: self.status.ok_or_else(|| require("status"))?,
-                headers: self.headers.clone().unwrap_or_default().into_iter().collect(),
+                headers: self
+                    .headers
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
                 body: self.body.clone().unwrap_or_default(),
             },
             FaultName::OversizedBody => Action::OversizedBody {
@@ -473,7 +481,11 @@ impl RawRateLimit {
         let window = self.limit.is_some() || self.window_ms.is_some();
         let mut limit = match (bucket, window) {
             (true, true) => {
-                let field = if self.limit.is_some() { "limit" } else { "window_ms" };
+                let field = if self.limit.is_some() {
+                    "limit"
+                } else {
+                    "window_ms"
+                };
                 return Err(ScriptError::new(
                     format!("{path}.{field}"),
                     "a rate limit is either a token bucket (`rate`, `burst`) or a fixed \
@@ -568,7 +580,9 @@ impl RawScenario {
             scenario.default = script;
         }
         for (i, raw) in self.scripts.into_iter().enumerate() {
-            scenario.scripts.push(raw.into_script(&format!("scripts[{i}]"))?);
+            scenario
+                .scripts
+                .push(raw.into_script(&format!("scripts[{i}]"))?);
         }
         scenario.validate()?;
         Ok(scenario)

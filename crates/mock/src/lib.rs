@@ -127,8 +127,7 @@ pub use dialect::{Dialect, UnknownDialect};
 pub use error::{ScriptError, StartError};
 pub use journal::{Arrival, AsKeyHash, Cause, Journal, Outcome};
 pub use render::{
-    ErrorSpec, HintForm, Rendered, RetryAfter, is_renderable, render, render_at,
-    stream_error_event,
+    ErrorSpec, HintForm, Rendered, RetryAfter, is_renderable, render, render_at, stream_error_event,
 };
 pub use script::{Fault, RateLimit, Scenario, Script};
 pub use server::{DEFAULT_RECORDED_HEADERS, MockProvider, MockProviderBuilder, MockServer};

@@ -106,7 +106,9 @@ mod tests {
         let mut state = LimiterState::default();
         let first = admit(shape, &mut state, ms(0));
         assert!(matches!(first, Admission::Allowed(i) if i.remaining == 1 && i.limit == 2));
-        assert!(matches!(admit(shape, &mut state, ms(0)), Admission::Allowed(i) if i.remaining == 0));
+        assert!(
+            matches!(admit(shape, &mut state, ms(0)), Admission::Allowed(i) if i.remaining == 0)
+        );
         match admit(shape, &mut state, ms(0)) {
             Admission::Rejected { wait, info } => {
                 assert_eq!(wait, ms(100));
@@ -114,8 +116,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(admit(shape, &mut state, ms(99)), Admission::Rejected { wait, .. } if wait == ms(1)));
-        assert!(matches!(admit(shape, &mut state, ms(100)), Admission::Allowed(_)));
+        assert!(
+            matches!(admit(shape, &mut state, ms(99)), Admission::Rejected { wait, .. } if wait == ms(1))
+        );
+        assert!(matches!(
+            admit(shape, &mut state, ms(100)),
+            Admission::Allowed(_)
+        ));
     }
 
     #[test]
@@ -125,10 +132,18 @@ mod tests {
             window: ms(1000),
         };
         let mut state = LimiterState::default();
-        assert!(matches!(admit(shape, &mut state, ms(10)), Admission::Allowed(i) if i.remaining == 1 && i.reset == ms(990)));
-        assert!(matches!(admit(shape, &mut state, ms(20)), Admission::Allowed(i) if i.remaining == 0));
-        assert!(matches!(admit(shape, &mut state, ms(900)), Admission::Rejected { wait, .. } if wait == ms(100)));
-        assert!(matches!(admit(shape, &mut state, ms(1000)), Admission::Allowed(i) if i.remaining == 1));
+        assert!(
+            matches!(admit(shape, &mut state, ms(10)), Admission::Allowed(i) if i.remaining == 1 && i.reset == ms(990))
+        );
+        assert!(
+            matches!(admit(shape, &mut state, ms(20)), Admission::Allowed(i) if i.remaining == 0)
+        );
+        assert!(
+            matches!(admit(shape, &mut state, ms(900)), Admission::Rejected { wait, .. } if wait == ms(100))
+        );
+        assert!(
+            matches!(admit(shape, &mut state, ms(1000)), Admission::Allowed(i) if i.remaining == 1)
+        );
     }
 
     proptest! {

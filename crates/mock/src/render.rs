@@ -447,7 +447,8 @@ impl Hint {
                 _ => Duration::from_millis(ceil_ms(delay)),
             },
         };
-        let in_message = form == HintForm::Body && !matches!(dialect, Dialect::Aiapi | Dialect::Gemini);
+        let in_message =
+            form == HintForm::Body && !matches!(dialect, Dialect::Aiapi | Dialect::Gemini);
         Hint {
             delay,
             form,
@@ -709,7 +710,12 @@ fn moonshot(ctx: &Ctx<'_>) -> (u16, Vec<u8>) {
             "The engine is currently overloaded, please try again later",
             false,
         ),
-        (InvalidRequest, _) => (400, "invalid_request_error", "content must be a string", false),
+        (InvalidRequest, _) => (
+            400,
+            "invalid_request_error",
+            "content must be a string",
+            false,
+        ),
         (ContextLengthExceeded, _) => (
             400,
             "invalid_request_error",
@@ -734,7 +740,12 @@ fn moonshot(ctx: &Ctx<'_>) -> (u16, Vec<u8>) {
             "The request conflicts with another request in progress",
             false,
         ),
-        (PayloadTooLarge, _) => (413, "invalid_request_error", "Request body too large", false),
+        (PayloadTooLarge, _) => (
+            413,
+            "invalid_request_error",
+            "Request body too large",
+            false,
+        ),
         (Timeout, _) => (
             504,
             "timeout_error",
@@ -1086,31 +1097,48 @@ struct KimiDocumentedBody {
     data: Option<()>,
 }
 
-/// The kimi-free-api code, message and documented status for a class.
-pub(crate) fn kimi_code(kind: ErrorKind, documented: bool) -> (i64, &'static str, u16) {
+/// The kimi-free-api code for a class.
+fn kimi_code(kind: ErrorKind) -> i64 {
     use ErrorKind::*;
     match kind {
-        Server if documented => (-1000, "系统异常请稍后重试", 500),
-        Server => (-1000, "系统异常", 500),
-        InvalidRequest => (-1001, "请求参数校验错误", 400),
-        NotFound => (-1002, "无匹配的路由", 404),
-        ContextLengthExceeded => (-2000, "请求参数非法", 400),
-        Authentication => (-2002, "Token已失效", 401),
-        PayloadTooLarge => (-2004, "远程文件超出大小", 413),
-        RateLimited => (-2005, "已有对话流正在输出", 429),
-        QuotaExhausted => (-2006, "探索版使用量已达到上限", 429),
-        _ => (-2001, "请求失败", 500),
+        Server => -1000,
+        InvalidRequest => -1001,
+        NotFound => -1002,
+        ContextLengthExceeded => -2000,
+        Authentication => -2002,
+        PayloadTooLarge => -2004,
+        RateLimited => -2005,
+        QuotaExhausted => -2006,
+        _ => -2001,
+    }
+}
+
+/// kimi-free-api's message and documented HTTP status for a code (its `APIException` table; the
+/// documented -1000 message is the article's).
+fn kimi_entry(code: i64, documented: bool) -> (&'static str, u16) {
+    match code {
+        -1000 if documented => ("系统异常请稍后重试", 500),
+        -1000 => ("系统异常", 500),
+        -1001 => ("请求参数校验错误", 400),
+        -1002 => ("无匹配的路由", 404),
+        -2000 => ("请求参数非法", 400),
+        -2002 => ("Token已失效", 401),
+        -2003 => ("远程文件URL非法", 400),
+        -2004 => ("远程文件超出大小", 413),
+        -2005 => ("已有对话流正在输出", 429),
+        -2006 => ("探索版使用量已达到上限", 429),
+        _ => ("请求失败", 500),
     }
 }
 
 fn kimi_free_api(ctx: &Ctx<'_>, documented: bool) -> (u16, Vec<u8>) {
-    let (code, message, status) = kimi_code(ctx.kind(), documented);
     let code = ctx
         .error
         .code
         .as_deref()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(code);
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or_else(|| kimi_code(ctx.kind()));
+    let (message, status) = kimi_entry(code, documented);
     let message = ctx.message_or(message);
     if documented {
         let body = KimiDocumentedBody {
@@ -1267,13 +1295,21 @@ fn gemini(ctx: &Ctx<'_>) -> (u16, Vec<u8>) {
     use ErrorKind::*;
     let exhausted = "Resource has been exhausted (e.g. check quota).";
     let (status, grpc, message) = match ctx.kind() {
-        InvalidRequest => (400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
+        InvalidRequest => (
+            400,
+            "INVALID_ARGUMENT",
+            "Request contains an invalid argument.",
+        ),
         Authentication => (
             401,
             "UNAUTHENTICATED",
             "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
         ),
-        PermissionDenied => (403, "PERMISSION_DENIED", "The caller does not have permission"),
+        PermissionDenied => (
+            403,
+            "PERMISSION_DENIED",
+            "The caller does not have permission",
+        ),
         NotFound => (
             404,
             "NOT_FOUND",
@@ -1281,7 +1317,11 @@ fn gemini(ctx: &Ctx<'_>) -> (u16, Vec<u8>) {
         ),
         Conflict => (409, "ABORTED", "The operation was aborted."),
         RateLimited | QuotaExhausted => (429, "RESOURCE_EXHAUSTED", exhausted),
-        Overloaded => (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
+        Overloaded => (
+            503,
+            "UNAVAILABLE",
+            "The model is overloaded. Please try again later.",
+        ),
         Timeout => (
             504,
             "DEADLINE_EXCEEDED",
@@ -1390,11 +1430,17 @@ pub(crate) fn write_rate_limit_headers(
                 .unwrap_or_default()
                 .as_secs();
             put("x-ratelimit-limit-requests", limit.limit.to_string());
-            put("x-ratelimit-remaining-requests", limit.remaining.to_string());
+            put(
+                "x-ratelimit-remaining-requests",
+                limit.remaining.to_string(),
+            );
             put("x-ratelimit-reset-requests", reset.to_string());
         }
         Dialect::Anthropic => {
-            put("anthropic-ratelimit-requests-limit", limit.limit.to_string());
+            put(
+                "anthropic-ratelimit-requests-limit",
+                limit.limit.to_string(),
+            );
             put(
                 "anthropic-ratelimit-requests-remaining",
                 limit.remaining.to_string(),
@@ -1406,7 +1452,10 @@ pub(crate) fn write_rate_limit_headers(
         }
         _ => {
             put("x-ratelimit-limit-requests", limit.limit.to_string());
-            put("x-ratelimit-remaining-requests", limit.remaining.to_string());
+            put(
+                "x-ratelimit-remaining-requests",
+                limit.remaining.to_string(),
+            );
             put("x-ratelimit-reset-requests", go_duration(limit.reset));
         }
     }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use towline_core::{ErrorKind, KeyHash};
 
+use crate::Dialect;
 use crate::error::ScriptError;
 use crate::render::{ErrorSpec, HintForm, RetryAfter, is_renderable};
-use crate::Dialect;
 
 /// One scripted behaviour: an action (answer with an error, break the stream, stall, ...) and
 /// the conditions under which it fires.
@@ -75,18 +75,30 @@ impl When {
 pub(crate) enum Action {
     Succeed,
     Error(ErrorSpec),
-    BreakStream { after_chunks: u32, error: ErrorSpec },
-    CutStream { after_chunks: u32 },
+    BreakStream {
+        after_chunks: u32,
+        error: ErrorSpec,
+    },
+    CutStream {
+        after_chunks: u32,
+    },
     Reset,
     StallHeaders,
-    StallBody { after_chunks: u32 },
+    StallBody {
+        after_chunks: u32,
+    },
     Raw {
         status: u16,
         headers: Vec<(String, String)>,
         body: String,
     },
-    OversizedBody { status: u16, bytes: u64 },
-    EndlessStream { interval: Duration },
+    OversizedBody {
+        status: u16,
+        bytes: u64,
+    },
+    EndlessStream {
+        interval: Duration,
+    },
 }
 
 impl Action {
@@ -659,9 +671,10 @@ fn validate_selector(selector: &Selector, path: &str) -> Result<(), ScriptError>
         (Some(k), _) if k.trim().is_empty() => {
             Err(ScriptError::new(format!("{path}.key"), "must not be empty"))
         }
-        (_, Some(s)) if s.trim().is_empty() => {
-            Err(ScriptError::new(format!("{path}.session"), "must not be empty"))
-        }
+        (_, Some(s)) if s.trim().is_empty() => Err(ScriptError::new(
+            format!("{path}.session"),
+            "must not be empty",
+        )),
         _ => Ok(()),
     }
 }
@@ -864,8 +877,14 @@ mod tests {
         let in_window = Duration::from_millis(1500);
         assert!(when.holds(3, in_window, true));
         assert!(!when.holds(4, in_window, true), "past first");
-        assert!(!when.holds(1, Duration::from_secs(2), true), "until is excluded");
-        assert!(!when.holds(1, Duration::from_millis(999), true), "before from");
+        assert!(
+            !when.holds(1, Duration::from_secs(2), true),
+            "until is excluded"
+        );
+        assert!(
+            !when.holds(1, Duration::from_millis(999), true),
+            "before from"
+        );
         assert!(!when.holds(1, in_window, false), "not a stream");
         let after = When {
             after: Some(2),

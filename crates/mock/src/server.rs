@@ -17,11 +17,11 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::Dialect;
 use crate::error::{ScriptError, StartError};
 use crate::journal::Journal;
 use crate::script::{Scenario, Script};
 use crate::state::Shared;
-use crate::Dialect;
 
 /// Headers that carry credentials: the journal never records them.
 const SECRET_HEADERS: [&str; 7] = [
@@ -35,8 +35,12 @@ const SECRET_HEADERS: [&str; 7] = [
 ];
 
 /// The request headers the journal records unless told otherwise.
-pub const DEFAULT_RECORDED_HEADERS: [&str; 4] =
-    ["traceparent", "tracestate", "idempotency-key", "x-session-id"];
+pub const DEFAULT_RECORDED_HEADERS: [&str; 4] = [
+    "traceparent",
+    "tracestate",
+    "idempotency-key",
+    "x-session-id",
+];
 
 /// A validated mock provider, ready to [`start`](MockProvider::start).
 ///
@@ -222,9 +226,8 @@ impl MockProviderBuilder {
         let mut record_headers: Vec<HeaderName> = Vec::new();
         for (i, name) in self.record_headers.iter().enumerate() {
             let field = format!("record_headers[{i}]");
-            let header = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-                ScriptError::new(&field, format!("`{name}` is not a header name"))
-            })?;
+            let header = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| ScriptError::new(&field, format!("`{name}` is not a header name")))?;
             if SECRET_HEADERS.contains(&header.as_str()) {
                 return Err(ScriptError::new(
                     field,

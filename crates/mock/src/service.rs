@@ -12,12 +12,12 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use towline_core::{ApiKey, ErrorKind, KeyHash, SessionHeader};
 
+use crate::Scenario;
 use crate::body::{End, FinishGuard, MockBody};
 use crate::render::{render_at, stream_error_event, write_rate_limit_headers};
 use crate::script::Action;
 use crate::state::{Answer, Plan, Route, Shared};
-use crate::success::{model_list, Completion, DONE_EVENT, KEEP_ALIVE};
-use crate::Scenario;
+use crate::success::{Completion, DONE_EVENT, KEEP_ALIVE, model_list};
 
 /// The largest request body the mock reads; a larger one is answered 413.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -113,7 +113,14 @@ async fn respond(
         Answer::Models => {
             let body = model_list(&shared.compiled.models);
             let response = json_response(StatusCode::OK, body, guard);
-            return Ok(finish_head(&shared, seq, response, None, dialect, request_id.as_deref()));
+            return Ok(finish_head(
+                &shared,
+                seq,
+                response,
+                None,
+                dialect,
+                request_id.as_deref(),
+            ));
         }
         Answer::Act(action) => action,
     };
@@ -139,7 +146,12 @@ async fn respond(
     // The opening role event and the first `n` content events.
     let opening = |n: u32| {
         let mut frames = vec![completion.role_event()];
-        frames.extend(completion.content_events(script.chunks).into_iter().take(n as usize));
+        frames.extend(
+            completion
+                .content_events(script.chunks)
+                .into_iter()
+                .take(n as usize),
+        );
         frames
     };
 

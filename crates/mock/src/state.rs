@@ -10,12 +10,12 @@ use http::{HeaderMap, HeaderName, Method, StatusCode};
 use tokio::time::Instant;
 use towline_core::{ErrorKind, KeyHash};
 
+use crate::Dialect;
 use crate::body::FinishGuard;
 use crate::journal::{Arrival, Cause, Journal, Outcome};
 use crate::limit::{Admission, LimiterState, admit};
 use crate::render::{ErrorSpec, LimitInfo, RetryAfter};
 use crate::script::{Action, Scenario, Script};
-use crate::Dialect;
 
 /// The scenario, ready to select scripts fast.
 #[derive(Debug)]
@@ -96,7 +96,10 @@ pub(crate) enum Route {
 impl Route {
     /// `/v1/chat/completions` and `/chat/completions`, `/v1/models` and `/models`.
     pub(crate) fn of(method: &Method, path: &str) -> Route {
-        let path = path.strip_prefix("/v1").filter(|p| p.starts_with('/')).unwrap_or(path);
+        let path = path
+            .strip_prefix("/v1")
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or(path);
         let path = path.strip_suffix('/').unwrap_or(path);
         match (method, path) {
             (&Method::POST, "/chat/completions") => Route::Chat,
@@ -245,7 +248,9 @@ impl Shared {
             *n += 1;
             *n
         };
-        let request_id = script.request_ids.then(|| request_id(self.compiled.seed, seq));
+        let request_id = script
+            .request_ids
+            .then(|| request_id(self.compiled.seed, seq));
 
         let mut success_limit = None;
         let mut latency = Duration::ZERO;
@@ -277,7 +282,10 @@ impl Shared {
                         Answer::Act(Action::Error(ErrorSpec::new(kind))),
                     )
                 } else if busy {
-                    (Cause::SessionBusy, Answer::Act(Action::Error(session_busy_error(script.dialect))))
+                    (
+                        Cause::SessionBusy,
+                        Answer::Act(Action::Error(session_busy_error(script.dialect))),
+                    )
                 } else {
                     let admission = script.rate_limit.as_ref().map(|limit| {
                         let limiter = state.limiters.entry((script_index, req.key)).or_default();
@@ -455,7 +463,9 @@ fn session_busy_error(dialect: Dialect) -> ErrorSpec {
     let spec = ErrorSpec::new(ErrorKind::RateLimited);
     match dialect {
         Dialect::KimiFreeApi | Dialect::KimiFreeApiDocumented => spec,
-        _ => spec.message("A response for this session is still being streamed; retry once it has ended."),
+        _ => spec.message(
+            "A response for this session is still being streamed; retry once it has ended.",
+        ),
     }
 }
 
@@ -488,11 +498,20 @@ mod tests {
 
     #[test]
     fn routes_with_and_without_the_version_prefix() {
-        assert_eq!(Route::of(&Method::POST, "/v1/chat/completions"), Route::Chat);
+        assert_eq!(
+            Route::of(&Method::POST, "/v1/chat/completions"),
+            Route::Chat
+        );
         assert_eq!(Route::of(&Method::POST, "/chat/completions"), Route::Chat);
         assert_eq!(Route::of(&Method::GET, "/v1/models/"), Route::Models);
-        assert_eq!(Route::of(&Method::GET, "/v1/chat/completions"), Route::Unknown);
-        assert_eq!(Route::of(&Method::POST, "/v1x/chat/completions"), Route::Unknown);
+        assert_eq!(
+            Route::of(&Method::GET, "/v1/chat/completions"),
+            Route::Unknown
+        );
+        assert_eq!(
+            Route::of(&Method::POST, "/v1x/chat/completions"),
+            Route::Unknown
+        );
     }
 
     #[test]

@@ -237,7 +237,10 @@ mod tests {
             c.role_event(),
             "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n"
         );
-        assert!(c.finish_event().ends_with(b"\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"));
+        assert!(
+            c.finish_event()
+                .ends_with(b"\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+        );
         let json: serde_json::Value = serde_json::from_slice(&c.json()).unwrap();
         assert_eq!(json["choices"][0]["message"]["content"], "hi");
         assert_eq!(json["usage"]["total_tokens"], 4);
