@@ -93,6 +93,7 @@ pub(crate) struct MockBody {
     interval: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    cut_armed: bool,
     exact_len: Option<u64>,
     guard: Option<FinishGuard>,
 }
@@ -122,6 +123,7 @@ impl MockBody {
             interval: Duration::ZERO,
             sleep: None,
             waiting: false,
+            cut_armed: false,
             exact_len,
             guard,
         }
@@ -144,6 +146,7 @@ impl MockBody {
             interval,
             sleep: None,
             waiting: false,
+            cut_armed: false,
             exact_len,
             guard,
         }
@@ -196,6 +199,13 @@ impl Body for MockBody {
             End::Done => {
                 this.finish();
                 Poll::Ready(None)
+            }
+            End::Cut if !this.cut_armed => {
+                // Let the connection flush what was sent before the cut (hyper writes buffered
+                // frames when the body is pending), then fail on the next poll.
+                this.cut_armed = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
             End::Cut => {
                 this.finish();

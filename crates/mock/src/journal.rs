@@ -151,6 +151,10 @@ pub struct Arrival {
     pub request_id: Option<String>,
     /// The recorded request headers.
     pub headers: HeaderMap,
+    /// The server's order of events (arrivals and ends share one counter, from 1), which
+    /// orders events that tokio's clock cannot tell apart (paused time); 0 when built by hand.
+    pub(crate) tick: u64,
+    pub(crate) finish_tick: Option<u64>,
 }
 
 impl Arrival {
@@ -175,6 +179,8 @@ impl Arrival {
             hint: None,
             request_id: None,
             headers: HeaderMap::new(),
+            tick: 0,
+            finish_tick: None,
         }
     }
 
@@ -365,7 +371,8 @@ impl Journal {
     }
 
     /// The most requests of session `session` that were in flight at once, an arrival being
-    /// in flight from `at` until `finished_at` (excluded; forever if unfinished).
+    /// in flight from `at` until `finished_at` (excluded; forever if unfinished). Events at the
+    /// same instant (paused time) are ordered as the server saw them.
     pub fn max_concurrent(&self, session: &str) -> usize {
         max_overlap(self.for_session(session))
     }
@@ -442,18 +449,20 @@ impl Journal {
 
 /// The most intervals `[at, finished_at)` covering one instant.
 fn max_overlap<'a>(arrivals: impl IntoIterator<Item = &'a Arrival>) -> usize {
-    // (time, +1 | -1); an unfinished exchange never ends. Ends sort before starts at the same
-    // instant: a turn that starts exactly when the previous one ended does not overlap it.
-    let mut events: Vec<(Instant, i8)> = Vec::new();
+    // (time, order, +1 | -1); an unfinished exchange never ends. At the same instant, the
+    // server's own order of events decides; without it (a journal built by hand) ends come
+    // before starts: a turn that starts exactly when the previous one ended does not overlap.
+    let mut events: Vec<(Instant, u64, i8)> = Vec::new();
     for a in arrivals {
-        events.push((a.at, 1));
+        let start_order = if a.tick == 0 { u64::MAX } else { a.tick };
+        events.push((a.at, start_order, 1));
         if let Some(end) = a.finished_at {
-            events.push((end.max(a.at), -1));
+            events.push((end.max(a.at), a.finish_tick.unwrap_or(0), -1));
         }
     }
     events.sort();
     let (mut current, mut max) = (0i64, 0i64);
-    for (_, delta) in events {
+    for (_, _, delta) in events {
         current += i64::from(delta);
         max = max.max(current);
     }

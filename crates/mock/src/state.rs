@@ -155,6 +155,8 @@ struct State {
     /// The `seq` of `journal[0]`.
     first_seq: u64,
     next_seq: u64,
+    /// Orders arrivals and ends (see `Arrival::tick`).
+    last_tick: u64,
 }
 
 impl State {
@@ -344,6 +346,11 @@ impl Shared {
             hint: None,
             request_id: request_id.clone(),
             headers: req.headers,
+            tick: {
+                state.last_tick += 1;
+                state.last_tick
+            },
+            finish_tick: None,
         };
         self.journal_push(&mut state, arrival);
         drop(state);
@@ -388,8 +395,11 @@ impl Shared {
     /// Records the end of the exchange `seq` and frees its session.
     pub(crate) fn finished(&self, seq: u64, session: Option<Arc<str>>, at: Instant) {
         let mut state = self.lock();
+        state.last_tick += 1;
+        let tick = state.last_tick;
         if let Some(arrival) = state.arrival_mut(seq) {
             arrival.finished_at = Some(at);
+            arrival.finish_tick = Some(tick);
         }
         if let Some(session) = session
             && let Some(n) = state.in_flight.get_mut(&session)
