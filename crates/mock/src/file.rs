@@ -51,6 +51,22 @@ impl Scenario {
         raw.into_scenario()
     }
 
+    /// A mixed fault script for soaks and chaos tests (`scenarios/mixed.toml` in this crate):
+    /// for every key, a server-side token bucket (500/s, burst 50), 5 % rate limits with a
+    /// 100 ms `retry-after-ms`, 5 % 500s, 5 % streams broken after two chunks, a 503 outage from
+    /// 2 s to 3 s after the start and the session rule; key `sk-quota` always answers Moonshot's
+    /// quota error, `sk-revoked` Anthropic's authentication error, and `sk-kimi` speaks
+    /// kimi-free-api behind a 20/s bucket.
+    ///
+    /// ```
+    /// let mixed = towline_mock::Scenario::mixed();
+    /// assert_eq!(mixed.seed_value(), 7);
+    /// ```
+    pub fn mixed() -> Scenario {
+        Scenario::from_toml_str(include_str!("../scenarios/mixed.toml"))
+            .expect("the bundled mixed scenario is valid (tested)")
+    }
+
     /// Reads a scenario from a `.json` or `.toml` file (any other extension is tried as TOML,
     /// then JSON).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScriptError> {
