@@ -133,7 +133,7 @@ struct Ms(Duration);
 impl Serialize for Ms {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let nanos = self.0.as_nanos();
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             serializer.serialize_u64(u64::try_from(nanos / 1_000_000).unwrap_or(u64::MAX))
         } else {
             serializer.serialize_f64(self.0.as_secs_f64() * 1000.0)
@@ -166,7 +166,7 @@ impl<'de> Deserialize<'de> for Ms {
             }
 
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Ms, E> {
-                if v.is_finite() && v >= 0.0 && v < 1.8e19 {
+                if (0.0..1.8e19).contains(&v) {
                     Ok(Ms(Duration::from_secs_f64(v / 1000.0)))
                 } else {
                     Err(E::custom(format!(

@@ -494,7 +494,7 @@ fn ceil_secs(d: Duration) -> u64 {
 
 fn ceil_ms(d: Duration) -> u64 {
     let ms = d.as_millis();
-    let ms = ms + u128::from(d.as_nanos() % 1_000_000 > 0);
+    let ms = ms + u128::from(!d.as_nanos().is_multiple_of(1_000_000));
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 

@@ -145,10 +145,14 @@ pub(crate) struct Plan {
     pub(crate) guard: FinishGuard,
 }
 
+/// Which requests a script counts together: the script, the key, and the session for a script
+/// chosen by session.
+type AttemptScope = (usize, Option<KeyHash>, Option<Arc<str>>);
+
 #[derive(Debug, Default)]
 struct State {
     key_arrivals: HashMap<Option<KeyHash>, u32>,
-    script_attempts: HashMap<(usize, Option<KeyHash>, Option<Arc<str>>), u32>,
+    script_attempts: HashMap<AttemptScope, u32>,
     limiters: HashMap<(usize, Option<KeyHash>), LimiterState>,
     in_flight: HashMap<Arc<str>, u32>,
     journal: VecDeque<Arrival>,
