@@ -537,7 +537,13 @@ enum Strength {
 /// The class the provider's own words give: code first (it is the more specific), then inner
 /// code, then type, then Gemini's status.
 fn token_class(fields: &Fields<'_>) -> Option<(ErrorKind, Strength)> {
-    let zhipu = fields.shape == Shape::Nested && fields.code_is_number;
+    // Zhipu's codes are digits, sent as a string or a number, inside an `error` object
+    // (Mistral's flat `"code": "1300"` is another table).
+    let zhipu = fields.shape == Shape::Nested
+        && fields
+            .code
+            .as_deref()
+            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
     let candidates = [
         fields.code.as_deref().map(|c| (c, zhipu)),
         fields.inner_code.as_deref().map(|c| (c, false)),

@@ -121,8 +121,8 @@ impl Builder {
         self
     }
 
-    /// The largest 200 body [`Builder::inspect_ok_json`] reads (default 8 KiB, at most the
-    /// error body limit).
+    /// The largest 200 body [`Builder::inspect_ok_json`] reads (default 8 KiB, at most 16 MiB).
+    /// Longer (or chunked, length unknown) bodies are passed on without inspection.
     pub fn ok_json_limit(mut self, bytes: usize) -> Self {
         self.ok_json_limit = bytes;
         self
@@ -184,10 +184,10 @@ impl Builder {
                 "must be longer than zero",
             ));
         }
-        if !(1..=config.error_body_limit).contains(&self.ok_json_limit) {
+        if !(1..=MAX_ERROR_BODY_LIMIT).contains(&self.ok_json_limit) {
             return Err(ConfigError::new(
                 "ok_json_limit",
-                "must be between 1 byte and the error body limit",
+                "must be between 1 byte and 16 MiB",
             ));
         }
         if config.sse_line_limit < 64 {

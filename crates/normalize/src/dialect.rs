@@ -140,7 +140,6 @@ pub(crate) struct Fields<'a> {
     pub(crate) provider_type: Option<Cow<'a, str>>,
     /// Numeric codes as their decimal text.
     pub(crate) code: Option<Cow<'a, str>>,
-    pub(crate) code_is_number: bool,
     pub(crate) message: Option<Cow<'a, str>>,
     pub(crate) param: Option<Cow<'a, str>>,
     pub(crate) request_id: Option<Cow<'a, str>>,
@@ -259,7 +258,6 @@ impl<'a> Fields<'a> {
         let Some(raw) = code else { return };
         let is_number = raw.get().starts_with(|c: char| c == '-' || c.is_ascii_digit());
         self.code = text(raw);
-        self.code_is_number = is_number;
         if is_number && raw.get().starts_with('-') {
             // Huge negative numbers still mark an error; they just map to no known code.
             self.negative_code = Some(raw.get().parse::<i64>().unwrap_or(i64::MIN));
@@ -390,7 +388,6 @@ mod tests {
         let f = Fields::read(r#"{"error":{"code":1302,"message":{"nested":true},"type":7}}"#);
         assert_eq!(f.shape, Shape::Nested);
         assert_eq!(f.code.as_deref(), Some("1302"));
-        assert!(f.code_is_number);
         assert_eq!(f.message.as_deref(), Some(r#"{"nested":true}"#));
         assert_eq!(f.provider_type.as_deref(), Some("7"));
     }
