@@ -66,7 +66,8 @@ fn assert_class(err: &Error, kind: ErrorKind, retryable: bool) {
 }
 
 fn api(err: &Error) -> &towline::ApiError {
-    err.api().unwrap_or_else(|| panic!("no ApiError in {err:?}"))
+    err.api()
+        .unwrap_or_else(|| panic!("no ApiError in {err:?}"))
 }
 
 fn hint(err: &Error) -> Option<(Duration, HintSource)> {
@@ -146,7 +147,10 @@ async fn openai_rate_limit_with_go_duration_headers() {
     )
     .await;
     assert_class(&err, ErrorKind::RateLimited, true);
-    assert_eq!(hint(&err), Some((Duration::from_millis(1800), HintSource::Body)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_millis(1800), HintSource::Body))
+    );
     let snapshot = api(&err).rate_limit().unwrap();
     assert_eq!(snapshot.requests.reset, Some(Duration::from_millis(120)));
     assert_eq!(
@@ -185,7 +189,10 @@ async fn azure_86400_second_retry_after_is_quota() {
     )
     .await;
     assert_class(&err, ErrorKind::QuotaExhausted, false);
-    assert_eq!(hint(&err), Some((Duration::from_secs(86_400), HintSource::RetryAfter)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_secs(86_400), HintSource::RetryAfter))
+    );
 }
 
 #[tokio::test]
@@ -212,7 +219,12 @@ fn anthropic(ty: &str, message: &str) -> String {
 
 #[tokio::test]
 async fn anthropic_overloaded_529() {
-    let err = error(529, &[("request-id", "req_header")], &anthropic("overloaded_error", "Overloaded")).await;
+    let err = error(
+        529,
+        &[("request-id", "req_header")],
+        &anthropic("overloaded_error", "Overloaded"),
+    )
+    .await;
     assert_class(&err, ErrorKind::Overloaded, true);
     assert_eq!(api(&err).provider_type(), Some("overloaded_error"));
     // The body's request id is the one support asks for.
@@ -221,19 +233,40 @@ async fn anthropic_overloaded_529() {
 
 #[tokio::test]
 async fn anthropic_billing_error_402_is_quota() {
-    let err = error(402, &[], &anthropic("billing_error", "Your credit balance is too low")).await;
+    let err = error(
+        402,
+        &[],
+        &anthropic("billing_error", "Your credit balance is too low"),
+    )
+    .await;
     assert_class(&err, ErrorKind::QuotaExhausted, false);
 }
 
 #[tokio::test]
 async fn anthropic_request_too_large_413() {
-    let err = error(413, &[], &anthropic("request_too_large", "Request exceeds the maximum allowed number of bytes.")).await;
+    let err = error(
+        413,
+        &[],
+        &anthropic(
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        ),
+    )
+    .await;
     assert_class(&err, ErrorKind::PayloadTooLarge, false);
 }
 
 #[tokio::test]
 async fn anthropic_prompt_too_long_400_is_context_length() {
-    let err = error(400, &[], &anthropic("invalid_request_error", "prompt is too long: 215000 tokens > 200000 maximum")).await;
+    let err = error(
+        400,
+        &[],
+        &anthropic(
+            "invalid_request_error",
+            "prompt is too long: 215000 tokens > 200000 maximum",
+        ),
+    )
+    .await;
     assert_class(&err, ErrorKind::ContextLengthExceeded, false);
 }
 
@@ -246,9 +279,20 @@ async fn anthropic_rate_limit_with_rfc3339_resets() {
         ("anthropic-ratelimit-requests-reset", "2024-04-19T21:35:14Z"),
         ("anthropic-ratelimit-tokens-limit", "80000"),
         ("anthropic-ratelimit-tokens-remaining", "61000"),
-        ("anthropic-ratelimit-tokens-reset", "2024-04-19T21:35:00.5+00:00"),
+        (
+            "anthropic-ratelimit-tokens-reset",
+            "2024-04-19T21:35:00.5+00:00",
+        ),
     ];
-    let err = error(429, &headers, &anthropic("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit")).await;
+    let err = error(
+        429,
+        &headers,
+        &anthropic(
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+        ),
+    )
+    .await;
     assert_class(&err, ErrorKind::RateLimited, true);
     let snapshot = api(&err).rate_limit().unwrap();
     assert_eq!(
@@ -274,24 +318,43 @@ fn gemini_429(quota_id: &str) -> String {
 
 #[tokio::test]
 async fn gemini_per_minute_429_is_rate_limited_with_retry_delay() {
-    let err = error(429, &[], &gemini_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier")).await;
+    let err = error(
+        429,
+        &[],
+        &gemini_429("GenerateRequestsPerMinutePerProjectPerModel-FreeTier"),
+    )
+    .await;
     assert_class(&err, ErrorKind::RateLimited, true);
-    assert_eq!(hint(&err), Some((Duration::from_secs(26), HintSource::Body)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_secs(26), HintSource::Body))
+    );
     assert_eq!(api(&err).provider_code(), Some("429"));
 }
 
 #[tokio::test]
 async fn gemini_per_day_quota_id_is_quota() {
-    let err = error(429, &[], &gemini_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier")).await;
+    let err = error(
+        429,
+        &[],
+        &gemini_429("GenerateRequestsPerDayPerProjectPerModel-FreeTier"),
+    )
+    .await;
     assert_class(&err, ErrorKind::QuotaExhausted, false);
 }
 
 #[tokio::test]
 async fn gemini_array_wrapped_error() {
-    let body = format!("[{}]", gemini_429("GenerateRequestsPerMinutePerProjectPerModel"));
+    let body = format!(
+        "[{}]",
+        gemini_429("GenerateRequestsPerMinutePerProjectPerModel")
+    );
     let err = error(429, &[], &body).await;
     assert_class(&err, ErrorKind::RateLimited, true);
-    assert_eq!(hint(&err), Some((Duration::from_secs(26), HintSource::Body)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_secs(26), HintSource::Body))
+    );
 }
 
 #[tokio::test]
@@ -376,7 +439,10 @@ async fn groq_try_again_in_23_5s() {
     )
     .await;
     assert_class(&err, ErrorKind::RateLimited, true);
-    assert_eq!(hint(&err), Some((Duration::from_millis(23_500), HintSource::Body)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_millis(23_500), HintSource::Body))
+    );
 }
 
 #[tokio::test]
@@ -458,7 +524,10 @@ async fn openrouter_429_metadata_headers_with_epoch_millis_reset() {
         }
     );
     // No header or body hint: the exhausted window's reset is the hint.
-    assert_eq!(hint(&err), Some((Duration::from_secs(60), HintSource::RateLimitReset)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_secs(60), HintSource::RateLimitReset))
+    );
 }
 
 #[tokio::test]
@@ -474,9 +543,19 @@ async fn openrouter_per_day_reset_hours_away_is_quota() {
 
 #[tokio::test]
 async fn openrouter_408_timeout_and_502_server() {
-    let timeout = error(408, &[], r#"{"error":{"code":408,"message":"Request timed out"}}"#).await;
+    let timeout = error(
+        408,
+        &[],
+        r#"{"error":{"code":408,"message":"Request timed out"}}"#,
+    )
+    .await;
     assert_class(&timeout, ErrorKind::Timeout, true);
-    let upstream = error(502, &[], r#"{"error":{"code":502,"message":"Provider returned error"}}"#).await;
+    let upstream = error(
+        502,
+        &[],
+        r#"{"error":{"code":502,"message":"Provider returned error"}}"#,
+    )
+    .await;
     assert_class(&upstream, ErrorKind::Server, true);
 }
 
@@ -486,7 +565,12 @@ async fn openrouter_408_timeout_and_502_server() {
 
 #[tokio::test]
 async fn zhipu_1113_arrears_on_429_is_quota() {
-    let err = error(429, &[], r#"{"error":{"code":"1113","message":"您的账户已欠费，请充值后重试。"}}"#).await;
+    let err = error(
+        429,
+        &[],
+        r#"{"error":{"code":"1113","message":"您的账户已欠费，请充值后重试。"}}"#,
+    )
+    .await;
     assert_class(&err, ErrorKind::QuotaExhausted, false);
     assert_eq!(api(&err).provider_code(), Some("1113"));
 }
@@ -499,7 +583,12 @@ async fn zhipu_1308_usage_limit_is_quota() {
 
 #[tokio::test]
 async fn zhipu_1301_is_content_filtered() {
-    let err = error(400, &[], r#"{"error":{"code":"1301","message":"系统检测到输入或生成内容可能包含不安全或敏感内容"}}"#).await;
+    let err = error(
+        400,
+        &[],
+        r#"{"error":{"code":"1301","message":"系统检测到输入或生成内容可能包含不安全或敏感内容"}}"#,
+    )
+    .await;
     assert_class(&err, ErrorKind::ContentFiltered, false);
 }
 
@@ -558,21 +647,40 @@ const RATE_LIMITED: &str = r#"{"error":{"type":"rate_limit_error","message":"slo
 
 #[tokio::test]
 async fn retry_after_ms_beats_retry_after() {
-    let err = error(429, &[("retry-after", "7"), ("retry-after-ms", "1250.5")], RATE_LIMITED).await;
-    assert_eq!(hint(&err), Some((Duration::from_micros(1_250_500), HintSource::RetryAfterMs)));
+    let err = error(
+        429,
+        &[("retry-after", "7"), ("retry-after-ms", "1250.5")],
+        RATE_LIMITED,
+    )
+    .await;
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_micros(1_250_500), HintSource::RetryAfterMs))
+    );
 }
 
 #[tokio::test]
 async fn retry_after_fractional_seconds() {
     let err = error(429, &[("retry-after", "0.25")], RATE_LIMITED).await;
-    assert_eq!(hint(&err), Some((Duration::from_millis(250), HintSource::RetryAfter)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_millis(250), HintSource::RetryAfter))
+    );
 }
 
 #[tokio::test]
 async fn retry_after_http_date() {
     // fixed_now() is Fri, 19 Apr 2024 21:35:00 GMT.
-    let err = error(429, &[("retry-after", "Fri, 19 Apr 2024 21:35:30 GMT")], RATE_LIMITED).await;
-    assert_eq!(hint(&err), Some((Duration::from_secs(30), HintSource::RetryAfter)));
+    let err = error(
+        429,
+        &[("retry-after", "Fri, 19 Apr 2024 21:35:30 GMT")],
+        RATE_LIMITED,
+    )
+    .await;
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_secs(30), HintSource::RetryAfter))
+    );
     assert_class(&err, ErrorKind::RateLimited, true);
 }
 
@@ -584,7 +692,10 @@ async fn retry_after_header_beats_body_hints() {
         r#"{"error":{"type":"rate_limit_error","message":"Please try again in 23.5s"}}"#,
     )
     .await;
-    assert_eq!(hint(&err), Some((Duration::from_secs(2), HintSource::RetryAfter)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_secs(2), HintSource::RetryAfter))
+    );
 }
 
 #[tokio::test]
@@ -600,14 +711,24 @@ async fn unparsable_retry_after_falls_back_to_the_body() {
 
 #[tokio::test]
 async fn x_should_retry_false_on_503_is_not_retryable() {
-    let err = error(503, &[("x-should-retry", "false")], r#"{"error":{"type":"server_error","message":"down"}}"#).await;
+    let err = error(
+        503,
+        &[("x-should-retry", "false")],
+        r#"{"error":{"type":"server_error","message":"down"}}"#,
+    )
+    .await;
     assert_class(&err, ErrorKind::Server, false);
     assert_eq!(api(&err).should_retry(), Some(false));
 }
 
 #[tokio::test]
 async fn x_should_retry_true_overrides_a_final_class() {
-    let err = error(400, &[("x-should-retry", "TRUE")], r#"{"error":{"type":"invalid_request_error","message":"x"}}"#).await;
+    let err = error(
+        400,
+        &[("x-should-retry", "TRUE")],
+        r#"{"error":{"type":"invalid_request_error","message":"x"}}"#,
+    )
+    .await;
     assert_class(&err, ErrorKind::InvalidRequest, true);
 }
 
@@ -617,7 +738,12 @@ async fn hint_over_120_seconds_is_quota_and_120_is_not() {
     assert_class(&long, ErrorKind::QuotaExhausted, false);
     let limit = error(429, &[("retry-after", "120")], RATE_LIMITED).await;
     assert_class(&limit, ErrorKind::RateLimited, true);
-    let body_hint = error(429, &[], r#"{"error":{"type":"rate_limit_error","message":"Please try again in 3m0s"}}"#).await;
+    let body_hint = error(
+        429,
+        &[],
+        r#"{"error":{"type":"rate_limit_error","message":"Please try again in 3m0s"}}"#,
+    )
+    .await;
     assert_class(&body_hint, ErrorKind::QuotaExhausted, false);
 }
 
@@ -625,7 +751,10 @@ async fn hint_over_120_seconds_is_quota_and_120_is_not() {
 async fn long_retry_after_on_503_is_maintenance_not_quota() {
     let err = error(503, &[("retry-after", "3600")], "maintenance").await;
     assert_class(&err, ErrorKind::Server, true);
-    assert_eq!(hint(&err), Some((Duration::from_secs(3600), HintSource::RetryAfter)));
+    assert_eq!(
+        hint(&err),
+        Some((Duration::from_secs(3600), HintSource::RetryAfter))
+    );
 }
 
 #[tokio::test]
@@ -668,7 +797,10 @@ async fn rfc3339_reset_in_the_past_is_zero() {
         RATE_LIMITED,
     )
     .await;
-    assert_eq!(api(&err).rate_limit().unwrap().requests.reset, Some(Duration::ZERO));
+    assert_eq!(
+        api(&err).rate_limit().unwrap().requests.reset,
+        Some(Duration::ZERO)
+    );
 }
 
 #[tokio::test]
@@ -694,12 +826,18 @@ struct Chunks(VecDeque<Result<Bytes, std::io::Error>>);
 
 impl Chunks {
     fn new(parts: &[&str]) -> (Self, Vec<Bytes>) {
-        let bytes: Vec<Bytes> = parts.iter().map(|p| Bytes::copy_from_slice(p.as_bytes())).collect();
+        let bytes: Vec<Bytes> = parts
+            .iter()
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect();
         (Chunks(bytes.iter().cloned().map(Ok).collect()), bytes)
     }
 
     fn fail_after(mut self) -> Self {
-        self.0.push_back(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")));
+        self.0.push_back(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset",
+        )));
         self
     }
 }
@@ -757,7 +895,8 @@ where
     (frames, None)
 }
 
-const CONTENT: &str = "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n";
+const CONTENT: &str =
+    "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n";
 
 #[tokio::test]
 async fn sse_openai_error_as_first_event_is_err_from_the_service() {
@@ -802,7 +941,11 @@ async fn sse_gemini_error_after_content_is_stream_interrupted() {
     ]);
     let response = stream(layer(), body).await.expect("content came first");
     let (frames, err) = drain(response.into_body()).await;
-    assert_eq!(frames, &sent[..1], "the content is delivered, the error event is not");
+    assert_eq!(
+        frames,
+        &sent[..1],
+        "the content is delivered, the error event is not"
+    );
     let err = err.expect("the stream ends with the in-band error");
     assert!(matches!(err, Error::StreamInterrupted(_)), "{err:?}");
     assert!(!err.is_retryable());
@@ -820,7 +963,10 @@ async fn sse_openrouter_finish_reason_error_after_content_in_the_same_chunk() {
     let response = stream(layer(), body).await.unwrap();
     let (frames, err) = drain(response.into_body()).await;
     let delivered: Vec<u8> = frames.concat();
-    assert_eq!(delivered, format!("{CONTENT}: OPENROUTER PROCESSING\n\n").as_bytes());
+    assert_eq!(
+        delivered,
+        format!("{CONTENT}: OPENROUTER PROCESSING\n\n").as_bytes()
+    );
     let err = err.unwrap();
     assert_eq!(err.kind(), ErrorKind::StreamInterrupted);
     assert_eq!(api(&err).kind(), ErrorKind::Server);
@@ -849,12 +995,18 @@ async fn sse_peek_off_first_event_error_is_a_body_error_not_interrupted() {
         .sse_peek_first_event(false)
         .build()
         .unwrap();
-    let (body, _) = Chunks::new(&["data: {\"error\":{\"type\":\"server_error\",\"message\":\"x\"}}\n\n"]);
-    let response = stream(layer, body).await.expect("not peeked: the response is returned");
+    let (body, _) =
+        Chunks::new(&["data: {\"error\":{\"type\":\"server_error\",\"message\":\"x\"}}\n\n"]);
+    let response = stream(layer, body)
+        .await
+        .expect("not peeked: the response is returned");
     let (frames, err) = drain(response.into_body()).await;
     assert!(frames.is_empty());
     let err = err.unwrap();
-    assert!(matches!(err, Error::Api(_)), "nothing was delivered: {err:?}");
+    assert!(
+        matches!(err, Error::Api(_)),
+        "nothing was delivered: {err:?}"
+    );
     assert_class(&err, ErrorKind::Server, true);
 }
 
@@ -871,7 +1023,11 @@ async fn sse_chunks_pass_through_without_copying() {
     assert!(err.is_none());
     assert_eq!(frames, sent);
     for (delivered, original) in frames.iter().zip(&sent) {
-        assert_eq!(delivered.as_ptr(), original.as_ptr(), "same buffer, not a copy");
+        assert_eq!(
+            delivered.as_ptr(),
+            original.as_ptr(),
+            "same buffer, not a copy"
+        );
     }
 }
 
@@ -910,7 +1066,10 @@ async fn sse_transport_error_before_any_event_is_err_transport() {
 
 #[tokio::test]
 async fn sse_error_at_end_of_stream_without_blank_line() {
-    let (body, _) = Chunks::new(&[CONTENT, "data: {\"error\":{\"message\":\"cut\",\"type\":\"server_error\"}}"]);
+    let (body, _) = Chunks::new(&[
+        CONTENT,
+        "data: {\"error\":{\"message\":\"cut\",\"type\":\"server_error\"}}",
+    ]);
     let response = stream(layer(), body).await.unwrap();
     let (_, err) = drain(response.into_body()).await;
     let err = err.unwrap();
@@ -920,7 +1079,10 @@ async fn sse_error_at_end_of_stream_without_blank_line() {
 
 #[tokio::test]
 async fn sse_scanning_off_passes_error_events_as_data() {
-    let layer = NormalizeLayer::builder().sse_scanning(false).build().unwrap();
+    let layer = NormalizeLayer::builder()
+        .sse_scanning(false)
+        .build()
+        .unwrap();
     let (body, sent) = Chunks::new(&["data: {\"error\":{\"type\":\"server_error\"}}\n\n"]);
     let response = stream(layer, body).await.unwrap();
     let (frames, err) = drain(response.into_body()).await;
@@ -933,7 +1095,10 @@ async fn sse_scanning_off_passes_error_events_as_data() {
 // ---------------------------------------------------------------------------------------------
 
 fn opt_in() -> NormalizeLayer {
-    NormalizeLayer::builder().inspect_ok_json(true).build().unwrap()
+    NormalizeLayer::builder()
+        .inspect_ok_json(true)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -962,7 +1127,13 @@ async fn ok_body_opt_in_reads_only_small_json() {
         .build()
         .unwrap();
     let long = answer(small, 200, &[("content-type", "application/json")], body).await;
-    let bytes = long.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let bytes = long
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(bytes, body.as_bytes());
 }
 
@@ -1004,7 +1175,10 @@ async fn towline_error_from_below_passes_unchanged() {
         .oneshot(Request::new(String::new()))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout(d) if d == Duration::from_secs(3)), "{err:?}");
+    assert!(
+        matches!(err, Error::Timeout(d) if d == Duration::from_secs(3)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -1018,7 +1192,11 @@ async fn success_passes_untouched_with_snapshot_in_extensions() {
         ("x-ratelimit-limit-tokens", "-1"),
     ];
     let response = answer(layer(), 200, &headers, body).await.unwrap();
-    let snapshot = response.extensions().get::<RateLimitSnapshot>().copied().unwrap();
+    let snapshot = response
+        .extensions()
+        .get::<RateLimitSnapshot>()
+        .copied()
+        .unwrap();
     assert_eq!(
         snapshot.requests,
         RateLimitWindow {
@@ -1030,28 +1208,56 @@ async fn success_passes_untouched_with_snapshot_in_extensions() {
     assert_eq!(snapshot.tokens, RateLimitWindow::default());
     let body_out = response.into_body();
     assert_eq!(body_out.size_hint().exact(), Some(body.len() as u64));
-    assert_eq!(body_out.collect().await.unwrap().to_bytes(), body.as_bytes());
+    assert_eq!(
+        body_out.collect().await.unwrap().to_bytes(),
+        body.as_bytes()
+    );
 }
 
 #[tokio::test]
 async fn success_without_rate_limit_headers_has_no_snapshot() {
-    let response = answer(layer(), 200, &[("x-request-id", "r")], "{}").await.unwrap();
+    let response = answer(layer(), 200, &[("x-request-id", "r")], "{}")
+        .await
+        .unwrap();
     assert!(response.extensions().get::<RateLimitSnapshot>().is_none());
 }
 
 #[test]
 fn invalid_settings_are_rejected_when_built() {
     let cases = [
-        (NormalizeLayer::builder().error_body_limit(0), "error_body_limit"),
-        (NormalizeLayer::builder().error_body_limit(64 << 20), "error_body_limit"),
-        (NormalizeLayer::builder().error_body_timeout(Duration::ZERO), "error_body_timeout"),
+        (
+            NormalizeLayer::builder().error_body_limit(0),
+            "error_body_limit",
+        ),
+        (
+            NormalizeLayer::builder().error_body_limit(64 << 20),
+            "error_body_limit",
+        ),
+        (
+            NormalizeLayer::builder().error_body_timeout(Duration::ZERO),
+            "error_body_timeout",
+        ),
         (NormalizeLayer::builder().ok_json_limit(0), "ok_json_limit"),
-        (NormalizeLayer::builder().ok_json_limit(64 << 20), "ok_json_limit"),
-        (NormalizeLayer::builder().sse_line_limit(10), "sse_line_limit"),
-        (NormalizeLayer::builder().sse_peek_limit(0), "sse_peek_limit"),
+        (
+            NormalizeLayer::builder().ok_json_limit(64 << 20),
+            "ok_json_limit",
+        ),
+        (
+            NormalizeLayer::builder().sse_line_limit(10),
+            "sse_line_limit",
+        ),
+        (
+            NormalizeLayer::builder().sse_peek_limit(0),
+            "sse_peek_limit",
+        ),
     ];
     for (builder, setting) in cases {
         assert_eq!(builder.build().unwrap_err().setting(), setting);
     }
-    assert!(NormalizeLayer::builder().sse_scanning(false).build().is_ok());
+    assert!(
+        NormalizeLayer::builder()
+            .sse_scanning(false)
+            .build()
+            .is_ok()
+    );
 }

@@ -382,7 +382,12 @@ async fn moonshot_server_error_500_retryable() {
 
 #[tokio::test]
 async fn moonshot_bad_gateway_502_from_a_proxy_retryable() {
-    let err = error(502, &[("cf-ray", "8c1f2a-SJC")], "<html><body>502 Bad Gateway</body></html>").await;
+    let err = error(
+        502,
+        &[("cf-ray", "8c1f2a-SJC")],
+        "<html><body>502 Bad Gateway</body></html>",
+    )
+    .await;
     Expect::new(ErrorKind::Server, true, 502)
         .request_id("8c1f2a-SJC")
         .check(&err);
@@ -757,9 +762,14 @@ async fn kimi_free_api_http_200_request_failed_2001_with_opt_in() {
 #[tokio::test]
 async fn kimi_free_api_http_200_token_expired_with_opt_in() {
     let body = r#"{"code":-2002,"message":"Token已失效","data":null}"#;
-    let err = call(layer(true), 200, &[("content-type", "application/json")], body)
-        .await
-        .unwrap_err();
+    let err = call(
+        layer(true),
+        200,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+    .unwrap_err();
     Expect::new(ErrorKind::Authentication, false, 200)
         .code("-2002")
         .message("Token已失效")
@@ -769,9 +779,14 @@ async fn kimi_free_api_http_200_token_expired_with_opt_in() {
 #[tokio::test]
 async fn kimi_free_api_http_200_passes_untouched_without_opt_in() {
     let body = r#"{"code":-2001,"message":"请求失败","data":null}"#;
-    let response = call(layer(false), 200, &[("content-type", "application/json")], body)
-        .await
-        .expect("off by default: a 200 is a success");
+    let response = call(
+        layer(false),
+        200,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+    .expect("off by default: a 200 is a success");
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(bytes, body.as_bytes());
 }
@@ -779,9 +794,14 @@ async fn kimi_free_api_http_200_passes_untouched_without_opt_in() {
 #[tokio::test]
 async fn kimi_free_api_http_200_success_passes_with_opt_in() {
     let body = r#"{"id":"cmpl-1","object":"chat.completion","choices":[{"message":{"role":"assistant","content":"你好"}}]}"#;
-    let response = call(layer(true), 200, &[("content-type", "application/json")], body)
-        .await
-        .expect("a real success passes");
+    let response = call(
+        layer(true),
+        200,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+    .expect("a real success passes");
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(bytes, body.as_bytes());
 }
@@ -799,7 +819,10 @@ async fn mimo_invalid_request_400_not_retryable() {
     let err = error(
         400,
         &[],
-        &mimo("invalid_request", "The request body is malformed or missing required fields"),
+        &mimo(
+            "invalid_request",
+            "The request body is malformed or missing required fields",
+        ),
     )
     .await;
     Expect::new(ErrorKind::InvalidRequest, false, 400)
@@ -810,7 +833,12 @@ async fn mimo_invalid_request_400_not_retryable() {
 
 #[tokio::test]
 async fn mimo_authentication_failed_401_not_retryable() {
-    let err = error(401, &[], &mimo("authentication_failed", "Invalid API Key provided.")).await;
+    let err = error(
+        401,
+        &[],
+        &mimo("authentication_failed", "Invalid API Key provided."),
+    )
+    .await;
     Expect::new(ErrorKind::Authentication, false, 401)
         .code("authentication_failed")
         .message("Invalid API Key provided.")
@@ -822,7 +850,10 @@ async fn mimo_permission_denied_403_not_retryable() {
     let err = error(
         403,
         &[],
-        &mimo("permission_denied", "Your account does not have access to this resource"),
+        &mimo(
+            "permission_denied",
+            "Your account does not have access to this resource",
+        ),
     )
     .await;
     Expect::new(ErrorKind::PermissionDenied, false, 403)
@@ -833,7 +864,12 @@ async fn mimo_permission_denied_403_not_retryable() {
 
 #[tokio::test]
 async fn mimo_not_found_404_not_retryable() {
-    let err = error(404, &[], &mimo("not_found", "The requested resource does not exist")).await;
+    let err = error(
+        404,
+        &[],
+        &mimo("not_found", "The requested resource does not exist"),
+    )
+    .await;
     Expect::new(ErrorKind::NotFound, false, 404)
         .code("not_found")
         .message("The requested resource does not exist")
@@ -845,7 +881,10 @@ async fn mimo_rate_limit_exceeded_429_retryable() {
     let err = error(
         429,
         &[("retry-after", "2")],
-        &mimo("rate_limit_exceeded", "Too many requests, rate limit exceeded"),
+        &mimo(
+            "rate_limit_exceeded",
+            "Too many requests, rate limit exceeded",
+        ),
     )
     .await;
     Expect::new(ErrorKind::RateLimited, true, 429)
@@ -874,7 +913,12 @@ async fn mimo_token_plan_quota_429_not_retryable() {
 
 #[tokio::test]
 async fn mimo_insufficient_balance_402_is_quota() {
-    let err = error(402, &[], &mimo("insufficient_balance", "Insufficient account balance")).await;
+    let err = error(
+        402,
+        &[],
+        &mimo("insufficient_balance", "Insufficient account balance"),
+    )
+    .await;
     Expect::new(ErrorKind::QuotaExhausted, false, 402)
         .code("insufficient_balance")
         .message("Insufficient account balance")
@@ -886,7 +930,10 @@ async fn mimo_content_filter_421_not_retryable() {
     let err = error(
         421,
         &[],
-        &mimo("content_violation", "The input may contain content that violates the usage policy"),
+        &mimo(
+            "content_violation",
+            "The input may contain content that violates the usage policy",
+        ),
     )
     .await;
     Expect::new(ErrorKind::ContentFiltered, false, 421)
@@ -1112,7 +1159,11 @@ async fn aiapi_success_200_passes_untouched_with_snapshot() {
     )
     .await
     .unwrap();
-    let snapshot = response.extensions().get::<RateLimitSnapshot>().copied().unwrap();
+    let snapshot = response
+        .extensions()
+        .get::<RateLimitSnapshot>()
+        .copied()
+        .unwrap();
     assert_eq!(snapshot.requests.remaining, Some(59));
     assert_eq!(snapshot.requests.reset, Some(Duration::from_secs(60)));
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -1122,9 +1173,14 @@ async fn aiapi_success_200_passes_untouched_with_snapshot() {
 #[tokio::test]
 async fn aiapi_created_201_passes_untouched() {
     let body = r#"{"task_id":"abc123","status":"queued"}"#;
-    let response = call(layer(false), 201, &[("content-type", "application/json")], body)
-        .await
-        .unwrap();
+    let response = call(
+        layer(false),
+        201,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert!(response.extensions().get::<RateLimitSnapshot>().is_none());
     let bytes = response.into_body().collect().await.unwrap().to_bytes();

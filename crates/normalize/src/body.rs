@@ -208,6 +208,9 @@ fn body_error(err: impl Into<BoxError>, content_delivered: bool) -> Error {
     }
 }
 
+/// A frame of the client's body.
+type InnerFrame<B> = Result<Frame<<B as Body>::Data>, <B as Body>::Error>;
+
 impl<B> Inner<B>
 where
     B: Body,
@@ -215,7 +218,7 @@ where
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+    ) -> Poll<Option<InnerFrame<B>>> {
         match self.project() {
             InnerProj::Direct { body } => body.poll_frame(cx),
             InnerProj::Boxed { body } => body.as_mut().poll_frame(cx),

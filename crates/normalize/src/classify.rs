@@ -330,10 +330,11 @@ fn reset_hint(snapshot: Option<&RateLimitSnapshot>, status: u16) -> Option<Retry
         .map(|d| RetryHint::new(d, HintSource::RateLimitReset))
 }
 
-/// The message of a body that is not a JSON error: short plain text, never HTML.
+/// The message of a body that is not a JSON error: short plain text, never HTML nor a piece
+/// of cut JSON.
 fn text_message<'t>(fields: &Fields<'_>, text: &'t str) -> Cow<'t, str> {
     let trimmed = text.trim();
-    if fields.shape != Shape::Text || trimmed.starts_with('<') {
+    if fields.shape != Shape::Text || trimmed.starts_with(['<', '{', '[']) {
         return Cow::Borrowed("");
     }
     dialect::truncate(Cow::Borrowed(trimmed), MAX_TEXT_MESSAGE)
@@ -374,7 +375,9 @@ fn decide(f: &Facts<'_, '_>) -> ErrorKind {
     }
 
     let token = token_class(f.fields);
-    let strong = token.filter(|(_, strength)| *strength == Strength::Strong).map(|(k, _)| k);
+    let strong = token
+        .filter(|(_, strength)| *strength == Strength::Strong)
+        .map(|(k, _)| k);
 
     // A body too large for the provider stays too large, whatever it is called (Groq sends a
     // 413 typed as a TPM rate limit when one request exceeds the whole per-minute budget).
@@ -392,8 +395,8 @@ fn decide(f: &Facts<'_, '_>) -> ErrorKind {
     if s == 402 && !f.header_hint {
         return ErrorKind::QuotaExhausted;
     }
-    let rate_like = strong == Some(ErrorKind::RateLimited)
-        || (strong.is_none() && matches!(s, 429 | 402));
+    let rate_like =
+        strong == Some(ErrorKind::RateLimited) || (strong.is_none() && matches!(s, 429 | 402));
     if (rate_like || matches!(s, 403 | 429)) && !f.is_gemini() && says_quota(f) {
         return ErrorKind::QuotaExhausted;
     }
@@ -402,9 +405,9 @@ fn decide(f: &Facts<'_, '_>) -> ErrorKind {
     }
     if rate_like {
         let long_hint = f.hint.is_some_and(|h| h > QUOTA_HINT);
-        let no_quota = f.snapshot.is_some_and(|snap| {
-            snap.requests.limit == Some(0) || snap.tokens.limit == Some(0)
-        });
+        let no_quota = f
+            .snapshot
+            .is_some_and(|snap| snap.requests.limit == Some(0) || snap.tokens.limit == Some(0));
         return if long_hint || no_quota {
             ErrorKind::QuotaExhausted
         } else {
@@ -634,17 +637,34 @@ fn word_class(token: &str) -> Option<(ErrorKind, Strength)> {
         "permission_denied" | "permission_error" | "forbidden" | "forbidden_error" => {
             (PermissionDenied, Strong)
         }
-        "resource_not_found_error" | "model_not_found" | "not_found_error" | "not_found"
-        | "task_not_found" | "context_not_found" | "modelnotfound" => (NotFound, Strong),
+        "resource_not_found_error"
+        | "model_not_found"
+        | "not_found_error"
+        | "not_found"
+        | "task_not_found"
+        | "context_not_found"
+        | "modelnotfound" => (NotFound, Strong),
         "conflict_error" | "conflict" | "duplicate_id" => (Conflict, Strong),
         "payload_too_large" | "request_too_large" | "request_entity_too_large" => {
             (PayloadTooLarge, Strong)
         }
         "timeout" | "deadline_exceeded" | "request_timeout" => (Timeout, Strong),
-        "server_error" | "internal_error" | "internal_server_error" | "internal" | "api_error"
-        | "service_unavailable" | "server_unavailable" | "unavailable" => (Server, Weak),
-        "invalid_request_error" | "invalid_request" | "invalid_argument" | "invalid_parameter"
-        | "invalidparameter" | "bad_request" | "missing_field" | "invalid_role"
+        "server_error"
+        | "internal_error"
+        | "internal_server_error"
+        | "internal"
+        | "api_error"
+        | "service_unavailable"
+        | "server_unavailable"
+        | "unavailable" => (Server, Weak),
+        "invalid_request_error"
+        | "invalid_request"
+        | "invalid_argument"
+        | "invalid_parameter"
+        | "invalidparameter"
+        | "bad_request"
+        | "missing_field"
+        | "invalid_role"
         | "failed_precondition" => (InvalidRequest, Weak),
         _ => return None,
     };
@@ -696,7 +716,8 @@ mod tests {
         let busy = r#"{"error":{"type":"engine_overloaded_error","message":"busy"}}"#;
         assert_eq!(kind(429, busy), ErrorKind::Overloaded);
         // Context length before the generic 400.
-        let long = r#"{"error":{"type":"invalid_request_error","message":"Input token length too long"}}"#;
+        let long =
+            r#"{"error":{"type":"invalid_request_error","message":"Input token length too long"}}"#;
         assert_eq!(kind(400, long), ErrorKind::ContextLengthExceeded);
         // Timeout first, whatever the body.
         assert_eq!(kind(504, quota), ErrorKind::Timeout);
@@ -708,7 +729,11 @@ mod tests {
     #[test]
     fn openai_rate_limit_linking_billing_is_not_quota() {
         let body = r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): Limit 30000, Used 29876, Requested 1234. Please try again in 2.22s. You can increase your rate limit by adding a payment method at https://platform.openai.com/account/billing.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
-        let err = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), body.as_bytes());
+        let err = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            body.as_bytes(),
+        );
         assert_eq!(err.kind(), ErrorKind::RateLimited);
         assert_eq!(err.retry_after(), Some(Duration::from_millis(2220)));
     }
@@ -719,15 +744,26 @@ mod tests {
         assert_eq!(kind(418, ""), ErrorKind::InvalidRequest);
         assert_eq!(kind(421, "misdirected"), ErrorKind::Unknown);
         assert_eq!(kind(302, ""), ErrorKind::Unknown);
-        assert_eq!(kind(200, r#"{"error":{"type":"server_error"}}"#), ErrorKind::Server);
+        assert_eq!(
+            kind(200, r#"{"error":{"type":"server_error"}}"#),
+            ErrorKind::Server
+        );
         assert_eq!(kind(502, "<html>Bad Gateway</html>"), ErrorKind::Server);
     }
 
     #[test]
     fn html_is_not_a_message_but_plain_text_is() {
-        let html = classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"<html>502</html>");
+        let html = classify(
+            StatusCode::BAD_GATEWAY,
+            &HeaderMap::new(),
+            b"<html>502</html>",
+        );
         assert_eq!(html.message(), None);
-        let plain = classify(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), b"upstream overloaded\n");
+        let plain = classify(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &HeaderMap::new(),
+            b"upstream overloaded\n",
+        );
         assert_eq!(plain.message(), Some("upstream overloaded"));
         assert_eq!(plain.kind(), ErrorKind::Overloaded);
     }

@@ -191,10 +191,16 @@ impl Builder {
             ));
         }
         if config.sse_line_limit < 64 {
-            return Err(ConfigError::new("sse_line_limit", "must be at least 64 bytes"));
+            return Err(ConfigError::new(
+                "sse_line_limit",
+                "must be at least 64 bytes",
+            ));
         }
         if self.peek_limit == 0 {
-            return Err(ConfigError::new("sse_peek_limit", "must be at least 1 byte"));
+            return Err(ConfigError::new(
+                "sse_peek_limit",
+                "must be at least 1 byte",
+            ));
         }
         config.ok_json_limit = self.inspect_ok_json.then_some(self.ok_json_limit);
         config.sse_peek_limit = (self.peek && config.sse_scan).then_some(self.peek_limit);

@@ -256,7 +256,9 @@ impl<'a> Fields<'a> {
 
     fn read_code(&mut self, code: Raw<'a>) {
         let Some(raw) = code else { return };
-        let is_number = raw.get().starts_with(|c: char| c == '-' || c.is_ascii_digit());
+        let is_number = raw
+            .get()
+            .starts_with(|c: char| c == '-' || c.is_ascii_digit());
         self.code = text(raw);
         if is_number && raw.get().starts_with('-') {
             // Huge negative numbers still mark an error; they just map to no known code.
@@ -304,9 +306,7 @@ impl<'a> Fields<'a> {
     /// 429`, Azure `"code": "429"`), used as the status when the real one is 200 (streams).
     pub(crate) fn embedded_status(&self) -> Option<u16> {
         let code = self.code.as_deref()?;
-        code.parse::<u16>()
-            .ok()
-            .filter(|c| (400..=599).contains(c))
+        code.parse::<u16>().ok().filter(|c| (400..=599).contains(c))
     }
 }
 
@@ -372,9 +372,8 @@ fn has_error_finish(choices: &RawValue) -> bool {
     }
     serde_json::from_str::<Vec<Choice<'_>>>(choices.get())
         .map(|cs| {
-            cs.iter().any(|c| {
-                c.finish_reason.and_then(text).as_deref() == Some("error")
-            })
+            cs.iter()
+                .any(|c| c.finish_reason.and_then(text).as_deref() == Some("error"))
         })
         .unwrap_or(false)
 }

@@ -184,12 +184,21 @@ where
                     limit,
                 } => {
                     let pinned = body.as_mut().expect("body is taken once");
-                    let end = ready!(read_ok_body(pinned.as_mut(), deadline, frames, read, *limit, cx));
+                    let end = ready!(read_ok_body(
+                        pinned.as_mut(),
+                        deadline,
+                        frames,
+                        read,
+                        *limit,
+                        cx
+                    ));
                     let head = head.take().expect("head is taken once");
                     let body = body.take().expect("body is taken once");
                     let frames = std::mem::take(frames);
                     this.state.set(State::Done);
-                    return Poll::Ready(finish_inspection(end, head, body, frames, config, credential));
+                    return Poll::Ready(finish_inspection(
+                        end, head, body, frames, config, credential,
+                    ));
                 }
                 StateProj::PeekingSse {
                     body,
@@ -219,7 +228,10 @@ where
 fn initial_capacity<B: Body>(body: &B, limit: usize) -> usize {
     let hint = body.size_hint();
     let expected = hint.upper().unwrap_or(hint.lower()).max(hint.lower());
-    usize::try_from(expected).unwrap_or(limit).clamp(256, limit.max(256)).min(limit)
+    usize::try_from(expected)
+        .unwrap_or(limit)
+        .clamp(256, limit.max(256))
+        .min(limit)
 }
 
 fn has_content_type(headers: &HeaderMap, expected: &str) -> bool {

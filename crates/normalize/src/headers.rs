@@ -8,9 +8,9 @@
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
-use towline_core::{HintSource, RateLimitSnapshot, RetryHint};
 #[cfg(test)]
 use towline_core::RateLimitWindow;
+use towline_core::{HintSource, RateLimitSnapshot, RetryHint};
 
 use crate::parse;
 
@@ -325,7 +325,10 @@ mod tests {
             ("anthropic-ratelimit-input-tokens-limit", "10"),
         ]);
         let s = rate_limit_snapshot(&headers, now).unwrap();
-        assert_eq!(s.requests, window(Some(50), Some(49), Some(Duration::from_secs(14))));
+        assert_eq!(
+            s.requests,
+            window(Some(50), Some(49), Some(Duration::from_secs(14)))
+        );
         assert_eq!(s.tokens.limit, Some(80_000));
     }
 
@@ -338,7 +341,10 @@ mod tests {
             ("x-ratelimit-reset", "1741305600000"),
         ]);
         let s = rate_limit_snapshot(&headers, now).unwrap();
-        assert_eq!(s.requests, window(Some(50), Some(0), Some(Duration::from_secs(600))));
+        assert_eq!(
+            s.requests,
+            window(Some(50), Some(0), Some(Duration::from_secs(600)))
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use tower_layer::Layer;
 
-use crate::config::{Builder, Config};
 use crate::Normalize;
+use crate::config::{Builder, Config};
 
 /// Applies [`Normalize`] to a client service: every answer of every provider dialect becomes
 /// either an untouched success or one typed [`towline_core::Error`].

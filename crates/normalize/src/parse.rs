@@ -39,7 +39,10 @@ pub fn go_duration(text: &str) -> Option<Duration> {
         if number_len == 0 {
             return None;
         }
-        let number: f64 = std::str::from_utf8(&rest[..number_len]).ok()?.parse().ok()?;
+        let number: f64 = std::str::from_utf8(&rest[..number_len])
+            .ok()?
+            .parse()
+            .ok()?;
         rest = &rest[number_len..];
         let unit_len = rest
             .iter()

@@ -190,7 +190,10 @@ mod tests {
             "Authorization: Bearer [redacted] end"
         );
         assert_eq!(redact("AIzaSyA-1234567890abcdefgh"), "[redacted]");
-        assert_eq!(redact("task-abcdefghij desk-12345678901"), "task-abcdefghij desk-12345678901");
+        assert_eq!(
+            redact("task-abcdefghij desk-12345678901"),
+            "task-abcdefghij desk-12345678901"
+        );
         assert!(matches!(redact("nothing here"), Cow::Borrowed(_)));
     }
 
@@ -206,7 +209,10 @@ mod tests {
         assert_eq!(redact_with("x sk-0123456789 y", c), "x [redacted] y");
         // Non-ASCII around the echo is kept intact.
         let c = Credential::of(b"secret-token-99");
-        assert_eq!(redact_with("令牌secret-token-99已失效", c), "令牌[redacted]已失效");
+        assert_eq!(
+            redact_with("令牌secret-token-99已失效", c),
+            "令牌[redacted]已失效"
+        );
     }
 
     #[test]

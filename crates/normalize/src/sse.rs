@@ -39,7 +39,12 @@ impl EventContext {
     /// Keeps only the request id of the response headers (what an in-band error may lack).
     pub(crate) fn new(classifier: Classifier, response_headers: &HeaderMap) -> Self {
         let mut headers = HeaderMap::new();
-        for name in ["x-request-id", "request-id", "mistral-correlation-id", "cf-ray"] {
+        for name in [
+            "x-request-id",
+            "request-id",
+            "mistral-correlation-id",
+            "cf-ray",
+        ] {
             if let Some(value) = response_headers.get(name) {
                 headers.insert(name, HeaderValue::clone(value));
                 break;
@@ -347,7 +352,10 @@ mod tests {
         let mut s = scanner(1024);
         let chunk = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
         let (_, found) = feed(&mut s, &[chunk]).unwrap();
-        assert_eq!(&chunk[..found.cut], "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
+        assert_eq!(
+            &chunk[..found.cut],
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"
+        );
         assert_eq!(found.data_events_before, 1);
         assert_eq!(found.error.kind(), ErrorKind::Server);
     }
@@ -355,7 +363,12 @@ mod tests {
     #[test]
     fn error_split_across_chunks_and_crlf() {
         let mut s = scanner(1024);
-        let parts = ["event: err", "or\r", "\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_", "error\"}}\r\n\r\n"];
+        let parts = [
+            "event: err",
+            "or\r",
+            "\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_",
+            "error\"}}\r\n\r\n",
+        ];
         let (i, found) = feed(&mut s, &parts).unwrap();
         assert_eq!(i, 3);
         assert_eq!(found.cut, 0);
@@ -365,7 +378,11 @@ mod tests {
     #[test]
     fn error_without_blank_line_is_found_at_the_end() {
         let mut s = scanner(1024);
-        let (i, found) = feed(&mut s, &["data: {\"error\":{\"code\":503,\"status\":\"UNAVAILABLE\"}}"]).unwrap();
+        let (i, found) = feed(
+            &mut s,
+            &["data: {\"error\":{\"code\":503,\"status\":\"UNAVAILABLE\"}}"],
+        )
+        .unwrap();
         assert_eq!(i, usize::MAX);
         assert_eq!(found.error.kind(), ErrorKind::Server);
     }
