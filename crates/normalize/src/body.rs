@@ -215,10 +215,7 @@ impl<B> Inner<B>
 where
     B: Body,
 {
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<InnerFrame<B>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<InnerFrame<B>>> {
         match self.project() {
             InnerProj::Direct { body } => body.poll_frame(cx),
             InnerProj::Boxed { body } => body.as_mut().poll_frame(cx),

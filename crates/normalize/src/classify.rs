@@ -15,7 +15,9 @@
 //!    `billing_error`, `Arrearage`, Zhipu 1113/1308 even on HTTP 429, ...), Gemini `quotaId`s
 //!    containing `PerDay`, HTTP 402 (unless it carries a `Retry-After`), a 429/403 whose message
 //!    says quota or token plan (MiMo), and a rate limit whose retry hint is longer than
-//!    [`QUOTA_HINT`] (two minutes; Azure's 86400 s) or whose window has a limit of 0 (Mistral).
+//!    [`QUOTA_HINT`] (two minutes; Azure's 86400 s; this includes the reset of an exhausted
+//!    window when that is the only hint, e.g. OpenRouter's `free-models-per-day`) or whose
+//!    window has a limit of 0 (Mistral).
 //! 4. **Rate limit**: rate types/codes (Zhipu 1302/1303, Gemini `RESOURCE_EXHAUSTED`, ...), else
 //!    HTTP 429.
 //! 5. **Context length and content filter before the generic 400**: by type/code, then by the

@@ -8,7 +8,7 @@
 //!   `kaiko_live_…`/`kaiko_test_…`, `AIza…` (Google), and the token after `Bearer `;
 //! - an exact echo of the request's own credential, whatever its shape. The layer does not keep
 //!   the credential for this: it keeps its length and a 64-bit digest
-//!   ([`KeyHash`](towline_core::KeyHash)), and compares the digest of each same-length window of
+//!   ([`KeyHash`]), and compares the digest of each same-length window of
 //!   the message. So the response future never holds a secret, and the cost is paid on the error
 //!   path only.
 

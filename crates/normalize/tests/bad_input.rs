@@ -444,3 +444,12 @@ async fn dropping_the_future_or_the_body_drops_the_client_body() {
 async fn futures_poll_once<F: std::future::Future + Unpin>(mut future: F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut future).poll(cx))).await
 }
+
+#[test]
+fn futures_and_bodies_are_send_and_sync_when_the_client_is() {
+    fn send_sync<T: Send + Sync>() {}
+    type Ready = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
+    send_sync::<towline_normalize::ResponseFuture<Ready, Full<Bytes>>>();
+    send_sync::<towline_normalize::NormalizeBody<Full<Bytes>>>();
+    send_sync::<towline_normalize::Normalize<()>>();
+}
