@@ -115,7 +115,9 @@ impl Builder {
     /// The real kimi-free-api server answers errors with HTTP 200 and `{"code":-2001,...}`.
     /// When on, a 200 JSON body whose length is known and at most [`Builder::ok_json_limit`] is
     /// read whole and checked with [`classify_ok_body`](crate::classify_ok_body); a success is
-    /// then handed on from the buffered bytes. When off, nothing is read or checked.
+    /// then handed on from the buffered bytes. Reading is bounded by
+    /// [`Builder::error_body_timeout`]: a body that stalls is handed on with what was read.
+    /// When off, nothing is read or checked.
     pub fn inspect_ok_json(mut self, enabled: bool) -> Self {
         self.inspect_ok_json = enabled;
         self
