@@ -348,8 +348,12 @@ pub fn render_at(dialect: Dialect, error: &ErrorSpec, now: SystemTime) -> Render
     }
 }
 
-/// The server-sent event that carries `rendered`'s body inside a stream that breaks: Anthropic
-/// names it `event: error`, the others send a bare `data:` line.
+/// The server-sent event that carries `rendered`'s body inside a stream that breaks.
+///
+/// Anthropic names it `event: error`; the others send a bare `data:` line with the error body.
+/// aiapi.services and kimi-free-api relay OpenAI-compatible streams, whose in-band errors sit
+/// under an `error` member (a bare `{"code":-2001}` chunk would read as content to every
+/// OpenAI client): their flat bodies are wrapped in one there.
 ///
 /// ```
 /// use towline_core::ErrorKind;
@@ -359,16 +363,23 @@ pub fn render_at(dialect: Dialect, error: &ErrorSpec, now: SystemTime) -> Render
 /// let event = stream_error_event(Dialect::Anthropic, &r);
 /// assert!(event.starts_with(b"event: error\ndata: {\"type\":\"error\""));
 /// assert!(event.ends_with(b"\n\n"));
+///
+/// let r = render(Dialect::Aiapi, &ErrorSpec::new(ErrorKind::Server));
+/// let event = stream_error_event(Dialect::Aiapi, &r);
+/// assert!(event.starts_with(b"data: {\"error\":{\"code\":\"internal_error\""));
 /// ```
 pub fn stream_error_event(dialect: Dialect, rendered: &Rendered) -> Bytes {
-    let prefix: &[u8] = match dialect {
-        Dialect::Anthropic => b"event: error\ndata: ",
-        _ => b"data: ",
+    let (prefix, open, close): (&[u8], &[u8], &[u8]) = match dialect {
+        Dialect::Anthropic => (b"event: error\ndata: ", b"", b""),
+        Dialect::Aiapi | Dialect::KimiFreeApi | Dialect::KimiFreeApiDocumented => {
+            (b"data: ", b"{\"error\":", b"}")
+        }
+        _ => (b"data: ", b"", b""),
     };
-    let mut event = Vec::with_capacity(prefix.len() + rendered.body.len() + 2);
-    event.extend_from_slice(prefix);
-    event.extend_from_slice(&rendered.body);
-    event.extend_from_slice(b"\n\n");
+    let mut event = Vec::with_capacity(prefix.len() + rendered.body.len() + 16);
+    for part in [prefix, open, &rendered.body, close, b"\n\n"] {
+        event.extend_from_slice(part);
+    }
     Bytes::from(event)
 }
 
