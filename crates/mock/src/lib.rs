@@ -108,6 +108,37 @@
 //! session_busy = true                                     # -2005 for a busy session
 //! faults = [{ fault = "break_stream", after_chunks = 2, class = "server", p = 0.1 }]
 //! ```
+//!
+//! ## Field reference
+//!
+//! Top level: `seed` (integer, default 0), `models` (list of names, default
+//! `["mock-model"]`), `default` (a script without `key`/`session`), `scripts` (list).
+//!
+//! A script: `key` and/or `session` (in `scripts` only), `dialect` (see [`Dialect`], default
+//! `openai`), `latency_ms`, `rate_limit`, `session_busy` (bool), `request_ids` (bool, default
+//! true), `reply`, `chunks` (default 4), `chunk_interval_ms`, `faults` (list, tried in order).
+//!
+//! A rate limit: `rate` (per second) and `burst` for a token bucket, or `limit` and
+//! `window_ms` for a fixed window; `success_headers` (bool), `hint_form`.
+//!
+//! A fault: `fault` names the action (default `error` when `class` is given), then its
+//! conditions and parameters. Durations are milliseconds (`_ms`, integer or decimal, never
+//! negative); a field the action does not use is an error.
+//!
+//! | `fault` | parameters |
+//! |---|---|
+//! | `error` | `class` (an error class by its snake_case name, e.g. `rate_limited`), `status`, `message`, `code`, `retry_after = { ms, form }`, `should_retry` |
+//! | `break_stream` | `after_chunks` (default 1), and the `error` parameters for the in-band event (`class` default `server`) |
+//! | `cut_stream` | `after_chunks` (default 1) |
+//! | `stall_body` | `after_chunks` (default 0) |
+//! | `reset`, `stall_headers`, `succeed` | none |
+//! | `raw` | `status`, `headers` (a table), `body` |
+//! | `oversized_body` | `status` (default 500), `bytes` |
+//! | `endless_stream` | `interval_ms` (default 1000) |
+//!
+//! Conditions, for any fault: `first`, `after`, `p`, `from_ms`, `until_ms`, `stream` (bool);
+//! and `latency_ms` to override the script's latency when the fault fires. Hint forms
+//! ([`HintForm`]): `seconds`, `http_date`, `ms`, `seconds_and_ms`, `body`.
 #![forbid(unsafe_code)]
 
 mod body;

@@ -119,3 +119,14 @@ async fn an_invalid_scenario_does_not_start() {
         other => panic!("{other}"),
     }
 }
+
+#[test]
+fn the_public_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<towline_mock::MockServer>();
+    send_sync::<towline_mock::MockProvider>();
+    send_sync::<towline_mock::Scenario>();
+    send_sync::<towline_mock::Journal>();
+    send_sync::<towline_mock::ScriptError>();
+    send_sync::<StartError>();
+}
