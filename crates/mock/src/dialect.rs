@@ -7,7 +7,10 @@ use towline_core::ErrorKind;
 /// codes and headers of one provider's errors.
 ///
 /// Successful answers are OpenAI-compatible chat completions in every dialect (that is what the
-/// gateways and compatible APIs serve); only errors differ.
+/// gateways and compatible APIs serve); only errors differ. kimi-free-api has a single
+/// rate-limit code, -2005 ("a stream is already being pushed"), so every rate limit of a
+/// kimi-free-api script (scripted, or from a server-side [`RateLimit`](crate::RateLimit)) is sent
+/// as -2005.
 ///
 /// | dialect | error body |
 /// |---|---|
