@@ -35,7 +35,6 @@
 //! # Example
 //!
 //! ```
-//! use std::convert::Infallible;
 //! use std::time::Duration;
 //! use http::{Request, Response};
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
@@ -51,7 +50,7 @@
 //!     .unwrap();
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(layer.clone())
-//!     .service(service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+//!     .service(service_fn(|_req: Request<()>| async { Ok::<_, towline_core::Error>(Response::new(())) }));
 //! let call = || Request::builder().header("authorization", "Bearer sk-demo").body(()).unwrap();
 //!
 //! let start = tokio::time::Instant::now();

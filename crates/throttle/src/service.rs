@@ -25,7 +25,6 @@ use crate::store::{Admission, Ask, MemoryStore, Store, StoreStats};
 /// service is called at once.
 ///
 /// ```
-/// use std::convert::Infallible;
 /// use http::{Request, Response};
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
 /// use towline_throttle::ThrottleLayer;
@@ -34,7 +33,7 @@ use crate::store::{Admission, Ask, MemoryStore, Store, StoreStats};
 /// let svc = ServiceBuilder::new()
 ///     .layer(ThrottleLayer::builder().rate(100.0).burst(10).build().unwrap())
 ///     .service(service_fn(|_req: Request<String>| async {
-///         Ok::<_, Infallible>(Response::new("ok".to_string()))
+///         Ok::<_, towline_core::Error>(Response::new("ok".to_string()))
 ///     }));
 /// let req = Request::builder().header("authorization", "Bearer sk-1").body(String::new()).unwrap();
 /// let resp = svc.oneshot(req).await.unwrap();

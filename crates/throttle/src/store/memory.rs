@@ -291,6 +291,22 @@ where
         }
     }
 
+    /// The lowest `tat` the bucket may be read with: a provider's pause leaves the bucket
+    /// empty at its end, so the queue drains one call at a time afterwards whatever the burst.
+    /// Computed with the limits in effect at admission, so a rate learned after the pause
+    /// still applies.
+    #[inline]
+    fn floor(limits: Gcra, ext: Option<&Ext>) -> u64 {
+        ext.map_or(0, |e| {
+            let paused = e.paused_until.load(Ordering::Acquire);
+            if paused == 0 {
+                0
+            } else {
+                limits.tat_paused_until(paused)
+            }
+        })
+    }
+
     fn grant(&self, ext: Option<&Ext>) -> Grant {
         Grant {
             learns_from_success: self.adaptive.is_some()
@@ -313,7 +329,7 @@ where
             });
             if free {
                 let limits = Self::limits(ask.quota, ext);
-                if slot.try_take(limits, now, ask.cost) {
+                if slot.try_take(limits, Self::floor(limits, ext), now, ask.cost) {
                     if self.adaptive.is_some() {
                         slot.meter.record(now, ask.cost);
                     }
@@ -356,9 +372,10 @@ where
         };
         let earliest = if position == 0 {
             // The head of the queue: decide exactly, and take the bucket if it conforms.
+            let floor = Self::floor(limits, Some(ext));
             loop {
                 let tat = slot.tat.load(Ordering::Acquire);
-                match limits.check(tat, now, ask.cost) {
+                match limits.check(tat.max(floor), now, ask.cost) {
                     Verdict::Conform { tat: next } if paused <= now => {
                         if slot
                             .tat
@@ -384,7 +401,10 @@ where
                 .take(position)
                 .map(|w| u64::from(w.cost))
                 .sum();
-            let tat = slot.tat.load(Ordering::Acquire);
+            let tat = slot
+                .tat
+                .load(Ordering::Acquire)
+                .max(Self::floor(limits, Some(ext)));
             limits.earliest_after(tat, now, ahead, ask.cost).max(paused)
         };
         let deadline = if ask.reject_only {
@@ -561,11 +581,8 @@ where
             self.publish_rate(ext, &mut state, &mut learned);
         }
         if let Some((until, cause)) = pause {
-            let limits = Self::limits(quota, Some(ext));
+            // Admissions read the bucket as empty at the end of the pause (see `floor`).
             ext.paused_until.fetch_max(until, Ordering::AcqRel);
-            // Empty the bucket up to the end of the pause: the queue then leaves one at a time.
-            slot.tat
-                .fetch_max(limits.tat_paused_until(until), Ordering::AcqRel);
             if until > now {
                 learned.paused = Some((Duration::from_nanos(until - now), cause));
             }
@@ -686,10 +703,10 @@ impl Slot {
 
     /// The lock-free admission: one load and one compare-and-swap when it conforms.
     #[inline]
-    fn try_take(&self, limits: Gcra, now: u64, cost: u32) -> bool {
+    fn try_take(&self, limits: Gcra, floor: u64, now: u64, cost: u32) -> bool {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
-            match limits.check(tat, now, cost) {
+            match limits.check(tat.max(floor), now, cost) {
                 Verdict::Conform { tat: next } => {
                     match self.tat.compare_exchange_weak(
                         tat,
