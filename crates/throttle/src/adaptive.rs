@@ -5,13 +5,16 @@
 //! throttle keeps a learned send rate per key, driven the way AWS SDKs' adaptive retry mode and
 //! TCP CUBIC drive theirs:
 //!
-//! - a `RateLimited` (or `Overloaded`) answer cuts the rate to `decrease ×` the rate that was
-//!   actually being sent, once per congestion episode (answers to calls sent before the last
-//!   cut do not cut again);
-//! - successes raise it along a cubic curve: quickly while far below the rate of the last cut,
-//!   flat around it, then probing above it. The curve is *scale free*: time is counted in calls
-//!   at the last cut's rate, so a key allowed 3 calls a minute probes as cautiously as one
-//!   allowed 50 a second;
+//! - a `RateLimited` (or `Overloaded`) answer cuts the rate multiplicatively, measured from
+//!   the rate actually sent: the provider refused at that rate, so its limit (the *peak*) is
+//!   taken as what it accepted over the last second, capped by what was sent, and the rate
+//!   drops to `decrease ×` the peak. Once per congestion episode: answers to calls sent before
+//!   the last cut do not cut again;
+//! - successes raise it along a cubic curve: quickly while far below the peak, flat around it,
+//!   then probing at most `1 - decrease` above it; a probe that holds without a 429 moves the
+//!   peak up a step, so a raised limit is found in a few steps. The curve is *scale free*: time
+//!   is counted in calls at the peak rate, so a key allowed 3 calls a minute probes as
+//!   cautiously as one allowed 50 a second;
 //! - the rate never leaves `[floor, ceiling]` and never grows past twice what the key actually
 //!   sends, so an idle key cannot build up a rate it would stampede with later.
 //!
@@ -76,9 +79,9 @@ impl Adaptive {
         self
     }
 
-    /// How steeply the rate grows back, per (calls at the last cut's rate)³. Default 4e-5: the
-    /// rate is back at the last cut's level after about 16 calls and 25 % above it after about
-    /// 34.
+    /// How steeply the rate grows back, per (calls at the peak rate)³. Default 4e-5: the rate
+    /// is back at the peak about 16 calls after a cut, and at the top of its probe 16 calls
+    /// later.
     pub fn growth(mut self, per_call_cubed: f64) -> Self {
         self.growth = per_call_cubed;
         self
@@ -101,9 +104,15 @@ impl Adaptive {
         self.ceiling
     }
 
-    /// Calls, counted at the last cut's rate, until the curve is back at that rate.
+    /// Calls, counted at the peak rate, until the curve is back at the peak; the same number
+    /// takes it from the peak to the top of its probe.
     fn plateau(&self) -> f64 {
         ((1.0 - self.decrease) / self.growth).cbrt()
+    }
+
+    /// How far above the peak a probe goes: as far as a cut goes below it.
+    fn probe(&self) -> f64 {
+        1.0 - self.decrease
     }
 }
 
@@ -112,10 +121,14 @@ impl Adaptive {
 pub(crate) struct Pacer {
     /// Calls per second allowed now.
     rate: f64,
-    /// The rate that was being sent at the last cut.
+    /// The plateau: the best estimate of the provider's limit.
     peak: f64,
-    /// When the last cut happened (nanoseconds since the store's origin).
+    /// When the current curve started (nanoseconds since the store's origin).
     cut_at: u64,
+    /// Successes of the key over the last second: what the provider accepted.
+    accepted: Window,
+    /// Since when successes are counted (the first cut).
+    counting_since: u64,
 }
 
 impl Pacer {
@@ -125,13 +138,15 @@ impl Pacer {
     }
 
     /// A first cut for a key that had no learned rate, which was sending `sent` calls per
-    /// second.
+    /// second. Nothing is known about what the provider accepts yet.
     pub(crate) fn first(cfg: &Adaptive, ceiling: Option<f64>, now: u64, sent: f64) -> Pacer {
-        let peak = sent.max(cfg.floor);
+        let peak = clamp(sent, cfg, ceiling);
         Pacer {
             rate: clamp(cfg.decrease * peak, cfg, ceiling),
             peak,
             cut_at: now,
+            accepted: Window::fitting(peak),
+            counting_since: now,
         }
     }
 
@@ -149,20 +164,28 @@ impl Pacer {
             return false;
         }
         // What the key really sent, which may be less than it was allowed.
-        let basis = sent.min(self.rate).max(cfg.floor);
-        // Fast convergence (CUBIC): when cuts come at lower and lower rates, the limit has
-        // moved down; aim the plateau below the basis instead of at it.
-        self.peak = if basis < self.peak {
-            basis * (1.0 + cfg.decrease) / 2.0
+        let basis = sent.min(self.rate);
+        // The provider refused at `basis`, so its limit is below it; what it accepted over the
+        // last window is the better estimate once successes have been counted that long.
+        let counted = now.saturating_sub(self.counting_since) >= self.accepted.len;
+        let peak = if counted {
+            self.accepted.rate(now).min(basis)
         } else {
             basis
         };
-        self.rate = clamp(cfg.decrease * basis, cfg, ceiling);
+        self.peak = clamp(peak, cfg, ceiling);
+        self.rate = clamp(cfg.decrease * self.peak, cfg, ceiling);
         self.cut_at = now;
+        self.accepted.fit(self.peak);
         true
     }
 
     /// A success at `now` while the key sent `sent` calls per second; returns the new rate.
+    ///
+    /// The curve is CUBIC's, scaled in calls at the peak rate: back to the peak after
+    /// `plateau` calls, flat around it, then rising to at most `1 + probe` times the peak. A
+    /// key that holds the top of the probe for another `plateau` calls without a 429 has found
+    /// a higher limit: the peak moves up there and the curve starts again from its plateau.
     pub(crate) fn grow(
         &mut self,
         cfg: &Adaptive,
@@ -170,16 +193,80 @@ impl Pacer {
         now: u64,
         sent: f64,
     ) -> f64 {
-        let since = now.saturating_sub(self.cut_at) as f64 / 1e9;
-        let calls = since * self.peak;
-        let x = calls - cfg.plateau();
-        let curve = self.peak * (1.0 + cfg.growth * x * x * x);
+        self.accepted.record(now);
+        let k = cfg.plateau();
+        let calls = now.saturating_sub(self.cut_at) as f64 / 1e9 * self.peak;
+        let top = self.peak * (1.0 + cfg.probe());
+        if calls >= 3.0 * k && sent >= 0.9 * top {
+            self.peak = clamp(top, cfg, ceiling);
+            let back = (k / self.peak * 1e9) as u64;
+            self.cut_at = now.saturating_sub(back);
+            return self.grow(cfg, ceiling, now, sent);
+        }
+        let x = calls - k;
+        let curve = (self.peak * (1.0 + cfg.growth * x * x * x)).min(top);
         // Never raise past twice the demand: an idle key must not bank a rate.
         let demand_cap = (2.0 * sent).max(self.rate);
-        let next = curve.min(demand_cap);
         // The curve only ever raises the rate between cuts.
-        self.rate = clamp(next.max(self.rate), cfg, ceiling);
+        self.rate = clamp(curve.min(demand_cap).max(self.rate), cfg, ceiling);
         self.rate
+    }
+}
+
+/// A count over a sliding window (previous and current window), long enough to hold about
+/// ten calls at the peak rate and at least a second, so that slow keys are not judged on two
+/// or three calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Window {
+    len: u64,
+    start: u64,
+    prev: u32,
+    cur: u32,
+}
+
+impl Window {
+    const MIN: f64 = 1.0;
+    const MAX: f64 = 120.0;
+    const CALLS: f64 = 10.0;
+
+    fn fitting(peak: f64) -> Window {
+        let mut w = Window {
+            len: 0,
+            start: 0,
+            prev: 0,
+            cur: 0,
+        };
+        w.fit(peak);
+        w
+    }
+
+    fn fit(&mut self, peak: f64) {
+        let seconds = (Self::CALLS / peak).clamp(Self::MIN, Self::MAX);
+        self.len = (seconds * 1e9) as u64;
+    }
+
+    fn roll(&mut self, now: u64) {
+        let age = now.saturating_sub(self.start);
+        if age >= 2 * self.len {
+            self.start = now;
+            self.prev = 0;
+            self.cur = 0;
+        } else if age >= self.len {
+            self.start += self.len;
+            self.prev = self.cur;
+            self.cur = 0;
+        }
+    }
+
+    fn record(&mut self, now: u64) {
+        self.roll(now);
+        self.cur = self.cur.saturating_add(1);
+    }
+
+    fn rate(&mut self, now: u64) -> f64 {
+        self.roll(now);
+        let into = now.saturating_sub(self.start) as f64 / self.len as f64;
+        (f64::from(self.prev) * (1.0 - into) + f64::from(self.cur)) / (self.len as f64 / 1e9)
     }
 }
 
@@ -198,10 +285,23 @@ mod tests {
     const SEC: u64 = 1_000_000_000;
 
     #[test]
-    fn a_cut_multiplies_the_sent_rate() {
+    fn a_first_cut_multiplies_the_sent_rate() {
         let cfg = Adaptive::default();
         let p = Pacer::first(&cfg, None, 0, 20.0);
         assert!((p.rate() - 17.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn later_cuts_aim_at_what_the_provider_accepted() {
+        let cfg = Adaptive::default();
+        let mut p = Pacer::first(&cfg, None, 0, 20.0);
+        // Ten successes in the last second, while sending at 17.
+        for i in 0..10 {
+            p.grow(&cfg, None, SEC + i * SEC / 10, 17.0);
+        }
+        assert!(p.cut(&cfg, None, 2 * SEC, 2 * SEC, 17.0));
+        assert!((p.peak - 10.0).abs() < 1e-9, "{}", p.peak);
+        assert!((p.rate() - 8.5).abs() < 1e-9);
     }
 
     #[test]
@@ -215,14 +315,21 @@ mod tests {
     }
 
     #[test]
-    fn growth_returns_to_the_peak_then_probes_above_it() {
+    fn growth_returns_to_the_peak_then_probes_a_step_above_it() {
         let cfg = Adaptive::default();
         let mut p = Pacer::first(&cfg, None, 0, 10.0);
         let back = (cfg.plateau() / 10.0 * 1e9) as u64;
         let at_plateau = p.grow(&cfg, None, back, 100.0);
         assert!((at_plateau - 10.0).abs() < 0.01, "{at_plateau}");
-        let later = p.grow(&cfg, None, back + 3 * SEC, 100.0);
-        assert!(later > 10.5, "{later}");
+        let probing = p.grow(&cfg, None, 2 * back + SEC / 10, 100.0);
+        assert!(
+            (probing - 11.5).abs() < 1e-9,
+            "the probe is capped: {probing}"
+        );
+        // Held without a 429: the peak steps up and the curve starts again from it.
+        let stepped = p.grow(&cfg, None, 3 * back + SEC / 10, 100.0);
+        assert!((p.peak - 11.5).abs() < 1e-9, "{}", p.peak);
+        assert!(stepped >= 11.5);
     }
 
     #[test]
@@ -231,11 +338,13 @@ mod tests {
         let mut p = Pacer::first(&cfg, None, 0, 10.0);
         let r = p.grow(&cfg, None, 100 * SEC, 3.0);
         assert!((r - 8.5).abs() < 1e-9, "an idle key kept its rate: {r}");
-        let r = p.grow(&cfg, None, 200 * SEC, 1000.0);
-        assert_eq!(r, 12.0);
+        let r = (1..20)
+            .map(|i| p.grow(&cfg, None, 100 * SEC + i * 10 * SEC, 1000.0))
+            .last();
+        assert_eq!(r, Some(12.0));
         let low = Pacer::first(&cfg, None, 0, 0.01);
         assert_eq!(low.rate(), 1.0);
         let capped = Pacer::first(&cfg, Some(5.0), 0, 100.0);
-        assert_eq!(capped.rate(), 5.0);
+        assert_eq!(capped.rate(), 0.85 * 5.0, "cut below the ceiling");
     }
 }

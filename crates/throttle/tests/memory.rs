@@ -16,8 +16,7 @@ const KEYS: u64 = 1_000_000;
 
 fn live_bytes(region: &Region<'_, System>) -> isize {
     let change = region.change();
-    change.bytes_allocated as isize - change.bytes_deallocated as isize
-        + change.bytes_reallocated
+    change.bytes_allocated as isize - change.bytes_deallocated as isize + change.bytes_reallocated
 }
 
 #[test]
@@ -30,14 +29,20 @@ fn a_million_idle_keys_cost_under_128_bytes_each_and_go_away_by_themselves() {
     for n in 0..KEYS {
         let key = KeyHash::of(&n.to_le_bytes());
         let ask = Ask::new(clock.now(), 1).with_quota(quota);
-        assert!(matches!(store.admit(Some(&key), &ask, None).into_inner(), Admission::Go(_)));
+        assert!(matches!(
+            store.admit(Some(&key), &ask, None).into_inner(),
+            Admission::Go(_)
+        ));
         if n % 1000 == 0 {
             clock.advance(Duration::from_micros(10));
         }
     }
     assert_eq!(store.stats().live_keys, KEYS as usize);
     let per_key = live_bytes(&region) as f64 / KEYS as f64;
-    println!("{per_key:.1} bytes per key at {KEYS} keys (tables: {} bytes)", store.table_bytes());
+    println!(
+        "{per_key:.1} bytes per key at {KEYS} keys (tables: {} bytes)",
+        store.table_bytes()
+    );
     assert!(per_key < 128.0, "{per_key} bytes per key");
 
     // The keys go idle; one other key's ordinary traffic sweeps every shard in turn.
