@@ -114,10 +114,10 @@ async fn simulate_burst(
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let t = start.elapsed().as_secs_f64();
-        if let Some((at, to)) = raise {
-            if t >= at {
-                bucket.lock().unwrap().rate = to;
-            }
+        if let Some((at, to)) = raise
+            && t >= at
+        {
+            bucket.lock().unwrap().rate = to;
         }
         samples.push((t, store.learned_rate(Some(&key)).unwrap_or(f64::INFINITY)));
     }
