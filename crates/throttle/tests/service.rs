@@ -560,3 +560,48 @@ fn bad_settings_are_refused_naming_the_setting() {
         assert!(err.to_string().contains(setting));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_future_dropped_after_any_number_of_polls_leaves_nothing_behind() {
+    let provider = Provider::ok();
+    let layer = ThrottleLayer::builder()
+        .rate(10.0)
+        .burst(2)
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(provider.service());
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    for k in 0..6 {
+        // Three calls of one key at once: two go, the third waits; each is dropped after k
+        // polls, 40 ms apart.
+        let mut futs: Vec<_> = (0..3)
+            .map(|i| Some(Box::pin(svc.call(req("sk-a", 10 * k + i)))))
+            .collect();
+        for _ in 0..k {
+            for slot in futs.iter_mut() {
+                if let Some(fut) = slot {
+                    if fut.as_mut().poll(&mut cx).is_ready() {
+                        *slot = None;
+                    }
+                }
+            }
+            tokio::time::advance(40 * MS).await;
+        }
+        drop(futs);
+        assert_eq!(layer.stats().waiters, 0, "after {k} polls");
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    // Only calls that were sent took tokens: after a second, a full burst is there again.
+    for i in 0..2 {
+        let resp = call(&mut svc, req("sk-a", 100 + i)).await.unwrap();
+        assert!(resp.extensions().get::<ThrottleDelay>().is_none());
+    }
+    let third = call(&mut svc, req("sk-a", 102)).await.unwrap();
+    assert_eq!(
+        third.extensions().get::<ThrottleDelay>(),
+        Some(&ThrottleDelay(100 * MS))
+    );
+    assert_eq!(layer.stats().waiters, 0);
+}
