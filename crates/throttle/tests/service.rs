@@ -581,10 +581,10 @@ async fn a_future_dropped_after_any_number_of_polls_leaves_nothing_behind() {
             .collect();
         for _ in 0..k {
             for slot in futs.iter_mut() {
-                if let Some(fut) = slot {
-                    if fut.as_mut().poll(&mut cx).is_ready() {
-                        *slot = None;
-                    }
+                if let Some(fut) = slot
+                    && fut.as_mut().poll(&mut cx).is_ready()
+                {
+                    *slot = None;
                 }
             }
             tokio::time::advance(40 * MS).await;
