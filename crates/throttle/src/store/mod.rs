@@ -17,6 +17,27 @@
 //!   the `until` instant passes.
 //! - [`Store::learn`] records a [`Lesson`] (a pause, a quota block, a rate) so that every
 //!   replica sharing the store obeys it.
+//!
+//! # Writing a shared store
+//!
+//! A Redis store (for fleets sharing one quota) fits this trait as follows; nothing in the
+//! service changes:
+//!
+//! - `admit` evaluates one Lua script per call: it reads the server's `TIME` (replica clocks
+//!   may disagree), the key's `tat` and its pause/block (one hash per key, named with a
+//!   configurable prefix and the key's [`KeyHash`](towline_core::KeyHash), with a TTL of about
+//!   the bucket's depth plus the longest pause), runs the same GCRA step as
+//!   [`MemoryStore`] (`earliest = max(tat, now) + cost × interval − burst × interval`) and either
+//!   admits, or reserves the slot when the wait fits [`Ask::deadline`] and returns the wait,
+//!   or refuses. Its `Admit` future is the round trip under a per-call timeout.
+//! - Its `Ticket` can be an enum: a reservation (never wakes; `until` is the reserved slot) or,
+//!   on the fallback path, a [`MemoryTicket`].
+//! - `learn` writes pauses and quota blocks (`HSET` + `PEXPIREAT`) so that one replica's 429
+//!   holds the key for all; the learned rate may stay local.
+//! - When Redis is slow or down, the store decides: fail open by delegating to an inner
+//!   [`MemoryStore`] (the default), or refuse with
+//!   [`ThrottleReason::StoreUnavailable`](towline_core::ThrottleReason). The request is never
+//!   lost and never hangs on the store.
 
 mod memory;
 
