@@ -517,3 +517,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn overloaded_slows_the_key_without_pausing_it() {
+    let f = fixture(Some(Adaptive::default()));
+    let k = key(1);
+    for _ in 0..10 {
+        assert!(is_go(&f.admit(Some(&k), &f.ask(None), None)));
+        f.clock.advance(100 * MS);
+    }
+    let learned = f.learn(Some(&k), Signal::Overloaded, None);
+    assert_eq!(learned.paused, None);
+    let rate = learned.rate.expect("slowed");
+    assert!(rate < 10.0, "{rate}");
+    assert!(is_go(&f.admit(Some(&k), &f.ask(None), None)), "no pause");
+}
+
+#[test]
+fn a_token_meter_learns_from_the_tokens_window() {
+    let clock = FakeClock::new();
+    let store = MemoryStore::<KeyHash>::with_settings(clock.now(), None, Unit::Tokens);
+    let snapshot = RateLimitSnapshot {
+        requests: RateLimitWindow {
+            limit: Some(10),
+            remaining: Some(9),
+            reset: Some(Duration::from_secs(6)),
+        },
+        tokens: RateLimitWindow {
+            limit: Some(60_000),
+            remaining: Some(50_000),
+            reset: Some(Duration::from_secs(10)),
+        },
+    };
+    let now = clock.now();
+    let k = key(1);
+    store
+        .learn(Some(&k), None, Lesson::success(Some(snapshot), now, now))
+        .into_inner();
+    assert_eq!(store.learned_rate(Some(&k)), Some(1000.0));
+}
