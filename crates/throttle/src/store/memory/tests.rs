@@ -551,8 +551,9 @@ fn a_token_meter_learns_from_the_tokens_window() {
     };
     let now = clock.now();
     let k = key(1);
-    store
+    let learned = store
         .learn(Some(&k), None, Lesson::success(Some(snapshot), now, now))
         .into_inner();
+    assert_eq!(learned.rate, Some(1000.0));
     assert_eq!(store.learned_rate(Some(&k)), Some(1000.0));
 }
