@@ -129,6 +129,8 @@ pub(crate) struct Pacer {
     accepted: Window,
     /// Since when successes are counted (the first cut).
     counting_since: u64,
+    /// Probe steps taken in a row without a 429: each doubles the next one.
+    steps: u32,
 }
 
 impl Pacer {
@@ -147,6 +149,7 @@ impl Pacer {
             cut_at: now,
             accepted: Window::fitting(peak),
             counting_since: now,
+            steps: 0,
         }
     }
 
@@ -159,7 +162,7 @@ impl Pacer {
         sent_at: u64,
         sent: f64,
     ) -> bool {
-        if sent_at < self.cut_at {
+        if sent_at <= self.cut_at {
             // The call left before the last cut: that cut already answered this episode.
             return false;
         }
@@ -176,6 +179,7 @@ impl Pacer {
         self.peak = clamp(peak, cfg, ceiling);
         self.rate = clamp(cfg.decrease * self.peak, cfg, ceiling);
         self.cut_at = now;
+        self.steps = 0;
         self.accepted.fit(self.peak);
         true
     }
@@ -184,8 +188,10 @@ impl Pacer {
     ///
     /// The curve is CUBIC's, scaled in calls at the peak rate: back to the peak after
     /// `plateau` calls, flat around it, then rising to at most `1 + probe` times the peak. A
-    /// key that holds the top of the probe for another `plateau` calls without a 429 has found
-    /// a higher limit: the peak moves up there and the curve starts again from its plateau.
+    /// key that holds the top of the probe for half a `plateau` more without a 429 has found a
+    /// higher limit: the peak moves up there and the curve starts again from its plateau. Steps
+    /// taken in a row double (15 %, 30 %, 60 %, then 100 %), so a raised limit far away is
+    /// found in a few steps, while the first step above a known limit stays small.
     pub(crate) fn grow(
         &mut self,
         cfg: &Adaptive,
@@ -196,15 +202,17 @@ impl Pacer {
         self.accepted.record(now);
         let k = cfg.plateau();
         let calls = now.saturating_sub(self.cut_at) as f64 / 1e9 * self.peak;
-        let top = self.peak * (1.0 + cfg.probe());
-        if calls >= 3.0 * k && sent >= 0.9 * top {
+        let step = (cfg.probe() * f64::from(1u32 << self.steps.min(8))).min(1.0);
+        let top = self.peak * (1.0 + step);
+        if calls >= 2.5 * k && sent >= 0.9 * top {
+            self.steps += 1;
             self.peak = clamp(top, cfg, ceiling);
             let back = (k / self.peak * 1e9) as u64;
             self.cut_at = now.saturating_sub(back);
             return self.grow(cfg, ceiling, now, sent);
         }
         let x = calls - k;
-        let curve = (self.peak * (1.0 + cfg.growth * x * x * x)).min(top);
+        let curve = (self.peak * (1.0 + cfg.growth * step / cfg.probe() * x * x * x)).min(top);
         // Never raise past twice the demand: an idle key must not bank a rate.
         let demand_cap = (2.0 * sent).max(self.rate);
         // The curve only ever raises the rate between cuts.
