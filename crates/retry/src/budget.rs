@@ -22,9 +22,13 @@
 //! Deposits and withdrawals land in one slot per second, `ttl` slots in a ring. Each slot is a
 //! single `AtomicU64` packing the second it belongs to (24 bits) with its balance (40 bits), so a
 //! slot is recycled and updated by one compare-and-swap: no lock, no generation mutex (tower
-//! takes a `Mutex` on every deposit). A deposit costs a clock read and one CAS; a withdrawal
-//! subtracts first and then checks the window's sum, refunding if it overdrew, so concurrent
-//! withdrawals can never spend the same unit twice.
+//! takes a `Mutex` on every deposit). A deposit costs a clock read, one atomic load and one
+//! CAS; a withdrawal subtracts first and then checks the window's sum, refunding if it overdrew,
+//! so concurrent withdrawals can never spend the same unit twice. The first operation of each
+//! second recycles the slots of the seconds that passed untouched (a few CAS), so a slot never
+//! holds a second old enough for its 24-bit tag to be ambiguous; only after a whole `ttl`
+//! without any call does the first call reset every slot while others wait for those few
+//! stores: the one place where the budget is not strictly lock-free, and it is idle by then.
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,5 +1,3 @@
-use std::fmt;
-
 /// A setting of the retry or timeout layer was rejected when the layer was built.
 ///
 /// It names the setting (the builder method that set it) and says what is wrong, so that a
@@ -17,14 +15,14 @@ use std::fmt;
 #[error("invalid setting `{setting}`: {reason}")]
 pub struct ConfigError {
     setting: &'static str,
-    reason: Reason,
+    reason: String,
 }
 
 impl ConfigError {
     pub(crate) fn new(setting: &'static str, reason: impl Into<String>) -> Self {
         ConfigError {
             setting,
-            reason: Reason(reason.into()),
+            reason: reason.into(),
         }
     }
 
@@ -35,15 +33,6 @@ impl ConfigError {
 
     /// What is wrong with it.
     pub fn reason(&self) -> &str {
-        &self.reason.0
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Reason(String);
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        &self.reason
     }
 }

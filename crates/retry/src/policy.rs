@@ -1,5 +1,6 @@
 //! Deciding whether a failed attempt is retried.
 
+use std::fmt;
 use std::time::Duration;
 
 use towline_core::{Error, ReplayableRequest};
@@ -21,7 +22,6 @@ pub enum Decision {
 }
 
 /// A failed attempt, as a [`Policy`] sees it.
-#[derive(Debug)]
 pub struct Attempt<'a> {
     pub(crate) request: &'a ReplayableRequest,
     pub(crate) number: u32,
@@ -42,6 +42,18 @@ impl<'a> Attempt<'a> {
     /// Time since the call started.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
+    }
+}
+
+impl fmt::Debug for Attempt<'_> {
+    // By hand: the request's headers hold the API key and must never reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attempt")
+            .field("number", &self.number)
+            .field("elapsed", &self.elapsed)
+            .field("method", self.request.method())
+            .field("path", &self.request.uri().path())
+            .finish_non_exhaustive()
     }
 }
 

@@ -752,3 +752,84 @@ fn every_bad_setting_is_rejected_by_name() {
             .is_none()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropped_after_any_number_of_polls_the_budget_pays_only_for_retries_sent() {
+    // Two retries (hint 1 s, then backoff 1 s) before a success. Whatever poll the call is
+    // dropped after, the budget is charged exactly for the retries that reached the provider.
+    for k in 0..12 {
+        let budget = RetryBudget::new(1.0, 1, 10 * SEC).unwrap();
+        let provider = Provider::new([
+            Step::Fail(api_with_hint(ErrorKind::RateLimited, 429, SEC)),
+            fail(ErrorKind::Server, 500),
+        ]);
+        let mut service = ServiceBuilder::new()
+            .layer(builder().budget(budget.clone()).build().unwrap())
+            .service(provider.service());
+        service.ready().await.unwrap();
+        let full = budget.available() + 1; // with this call's deposit
+        let mut call = tokio_test::task::spawn(service.call(post("{}")));
+        let mut finished = false;
+        for _ in 0..k {
+            if call.poll().is_ready() {
+                finished = true;
+                break;
+            }
+            tokio::time::advance(300 * MS).await;
+        }
+        drop(call);
+        let retries_sent = provider.attempts().saturating_sub(1) as u64;
+        assert_eq!(
+            budget.available(),
+            full - retries_sent,
+            "dropped after {k} polls (finished: {finished})"
+        );
+        tokio::time::advance(10 * SEC).await;
+        assert_eq!(
+            provider.attempts() as u64,
+            retries_sent + u64::from(k > 0),
+            "k={k}"
+        );
+    }
+}
+
+#[test]
+fn the_response_future_is_send_when_its_parts_are() {
+    fn assert_send<T: Send>(_: &T) {}
+    let provider = tower::service_fn(|_: Request<towline_core::ReplayBody<String>>| async {
+        Ok::<_, Error>(http::Response::new(String::new()))
+    });
+    let mut service = ServiceBuilder::new()
+        .layer(RetryLayer::default())
+        .service(provider);
+    let future = Service::call(&mut service, post("{}"));
+    assert_send(&future);
+    assert!(format!("{future:?}").contains("buffering"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_a_policy_prints_holds_no_credential() {
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = printed.clone();
+    let layer = builder()
+        .policy(move |_: &Error, attempt: &Attempt<'_>| {
+            *sink.lock().unwrap() = format!("{attempt:?}");
+            Decision::Auto
+        })
+        .build()
+        .unwrap();
+    let provider = Provider::new([fail(ErrorKind::Server, 500)]);
+    let mut req = post("{}");
+    req.headers_mut()
+        .insert("authorization", "Bearer sk-secret-123".parse().unwrap());
+    ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(provider.service())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let printed = printed.lock().unwrap().clone();
+    assert!(printed.contains("number: 1"), "{printed}");
+    assert!(!printed.contains("sk-secret"), "{printed}");
+    assert!(!format!("{layer:?}").contains("sk-secret"));
+}
