@@ -4,11 +4,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use fastrand::Rng;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderName, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -24,8 +24,10 @@ pin_project! {
     /// The future of a [`Retry`](crate::Retry) call.
     ///
     /// A state machine: *buffering* the body for replay, then *attempt* → (*waiting* →
-    /// *readying* → *attempt*)* until an attempt succeeds or the layer gives up. One timer is
-    /// reused for the waits and for the call's deadline. Dropping it at any point releases
+    /// *readying* → *attempt*)* until an attempt succeeds or the layer gives up. An in-memory
+    /// body is buffered, and the first attempt started, within `call` itself, so the common
+    /// case starts in *attempt*. One timer, created on the first wait or for a deadline, is
+    /// reused for the waits and for the deadline. Dropping the future at any point releases
     /// everything it holds: a retry withdrawn from the budget but not yet sent is refunded.
     pub struct ResponseFuture<S, B, P>
     where
@@ -33,8 +35,6 @@ pin_project! {
     {
         #[pin]
         state: State<B, S::Future>,
-        #[pin]
-        timer: Timer,
         service: S,
         call: Call<P>,
     }
@@ -43,46 +43,42 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<B, F> {
-        // Reading the request body (one poll for an in-memory body).
-        Buffering { #[pin] buffer: BufferRequest<B> },
+        // Reading a streaming body that was not complete when the call was made.
+        Buffering { buffer: Box<BufferRequest<B>> },
         // An attempt is in flight.
         Attempt { #[pin] future: F },
         // Sleeping until the next attempt may start (the timer holds the instant).
         Waiting,
         // Waiting for the service below to be ready for the next attempt.
         Readying,
+        // Reading the body failed when the call was made.
+        Failed { error: Option<Error> },
         // The output was returned.
         Done,
     }
 }
 
-pin_project! {
-    #[project = TimerProj]
-    enum Timer {
-        Off,
-        On { #[pin] sleep: Sleep },
-    }
-}
+/// One `Sleep` per call at most, created when first needed (a wait or a deadline) and reset
+/// for every later wait; the common call that succeeds at once never creates it.
+#[derive(Default)]
+struct Timer(Option<Pin<Box<Sleep>>>);
 
 impl Timer {
-    /// Sets the timer to fire at `at`, reusing the existing `Sleep`.
-    fn arm(mut self: Pin<&mut Self>, at: Instant) {
-        match self.as_mut().project() {
-            TimerProj::On { sleep } => sleep.reset(at),
-            TimerProj::Off => self.set(Timer::On {
-                sleep: sleep_until(at),
-            }),
+    fn arm(&mut self, at: Instant) {
+        match &mut self.0 {
+            Some(sleep) => sleep.as_mut().reset(at),
+            None => self.0 = Some(Box::pin(sleep_until(at))),
         }
     }
 
-    fn is_off(self: Pin<&mut Self>) -> bool {
-        matches!(self.project(), TimerProj::Off)
+    fn is_off(&self) -> bool {
+        self.0.is_none()
     }
 
-    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project() {
-            TimerProj::On { sleep } => sleep.poll(cx),
-            TimerProj::Off => Poll::Pending,
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Pending,
         }
     }
 }
@@ -103,6 +99,7 @@ struct Call<P> {
     rng: Option<Rng>,
     /// The retry withdrawn for the wait in progress; refunded if the call is dropped.
     reservation: Option<Reservation>,
+    timer: Timer,
 }
 
 enum Next {
@@ -113,31 +110,50 @@ enum Next {
 impl<S, B, P> ResponseFuture<S, B, P>
 where
     S: Service<Request<ReplayBody<B>>>,
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+    P: Policy,
 {
-    pub(crate) fn new(
-        buffer: BufferRequest<B>,
-        service: S,
+    /// Starts a call on `service`, which is ready. A body already in memory (`Full`, `String`,
+    /// `Bytes`, ...) is buffered and the first attempt sent right here; a streaming body that
+    /// is not complete yet is read when the future is polled.
+    pub(crate) fn start(
+        mut buffer: BufferRequest<B>,
+        mut service: S,
         shared: Arc<Shared<P>>,
         started: Instant,
         deadline: Option<Instant>,
         observer: Option<Observer>,
     ) -> Self {
-        ResponseFuture {
-            state: State::Buffering { buffer },
-            timer: Timer::Off,
-            service,
-            call: Call {
-                shared,
-                template: None,
-                observer,
-                started,
-                deadline,
-                attempts: 0,
-                last_error: None,
-                previous_backoff: Duration::ZERO,
-                rng: None,
-                reservation: None,
+        let mut call = Call {
+            shared,
+            template: None,
+            observer,
+            started,
+            deadline,
+            attempts: 0,
+            last_error: None,
+            previous_backoff: Duration::ZERO,
+            rng: None,
+            reservation: None,
+            timer: Timer::default(),
+        };
+        // Polling with a no-op waker is sound: a body that is not ready registers the real
+        // waker again when the future polls it.
+        let mut cx = Context::from_waker(Waker::noop());
+        let state = match Pin::new(&mut buffer).poll(&mut cx) {
+            Poll::Ready(Ok(buffered)) => State::Attempt {
+                future: service.call(call.first_request(buffered)),
             },
+            Poll::Ready(Err(error)) => State::Failed { error: Some(error) },
+            Poll::Pending => State::Buffering {
+                buffer: Box::new(buffer),
+            },
+        };
+        ResponseFuture {
+            state,
+            service,
+            call,
         }
     }
 }
@@ -158,22 +174,19 @@ where
             match this.state.as_mut().project() {
                 StateProj::Buffering { buffer } => {
                     if let Some(deadline) = this.call.deadline
-                        && this.timer.as_mut().is_off()
+                        && this.call.timer.is_off()
                     {
-                        this.timer.as_mut().arm(deadline);
+                        this.call.timer.arm(deadline);
                     }
-                    let buffered = match buffer.poll(cx) {
+                    let buffered = match Pin::new(&mut **buffer).poll(cx) {
                         Poll::Ready(Ok(buffered)) => buffered,
                         Poll::Ready(Err(error)) => {
                             this.state.set(State::Done);
                             return Poll::Ready(Err(error));
                         }
-                        Poll::Pending => {
-                            return this.call.poll_deadline(this.state, this.timer, cx);
-                        }
+                        Poll::Pending => return this.call.poll_deadline(this.state, cx),
                     };
                     let request = this.call.first_request(buffered);
-                    this.call.attempts = 1;
                     let future = this.service.call(request);
                     this.state.set(State::Attempt { future });
                 }
@@ -189,7 +202,7 @@ where
                     }
                     Poll::Ready(Err(error)) => match this.call.after_failure(error.into()) {
                         Next::Wait(until) => {
-                            this.timer.as_mut().arm(until);
+                            this.call.timer.arm(until);
                             this.state.set(State::Waiting);
                         }
                         Next::Stop(error) => {
@@ -197,16 +210,23 @@ where
                             return Poll::Ready(Err(error));
                         }
                     },
-                    Poll::Pending => return this.call.poll_deadline(this.state, this.timer, cx),
+                    Poll::Pending => {
+                        if let Some(deadline) = this.call.deadline
+                            && this.call.timer.is_off()
+                        {
+                            this.call.timer.arm(deadline);
+                        }
+                        return this.call.poll_deadline(this.state, cx);
+                    }
                 },
                 StateProj::Waiting => {
                     // Waits never end past the deadline: `plan_retry` refused those.
-                    ready!(this.timer.as_mut().poll_expired(cx));
+                    ready!(this.call.timer.poll_expired(cx));
                     if let Some(reservation) = this.call.reservation.take() {
                         reservation.commit();
                     }
                     if let Some(deadline) = this.call.deadline {
-                        this.timer.as_mut().arm(deadline);
+                        this.call.timer.arm(deadline);
                     }
                     this.state.set(State::Readying);
                 }
@@ -221,8 +241,13 @@ where
                         this.call.stopped(StopReason::NotRetryable);
                         return Poll::Ready(Err(error.into()));
                     }
-                    Poll::Pending => return this.call.poll_deadline(this.state, this.timer, cx),
+                    Poll::Pending => return this.call.poll_deadline(this.state, cx),
                 },
+                StateProj::Failed { error } => {
+                    let error = error.take().expect("set when the call was made");
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(error));
+                }
                 StateProj::Done => panic!("retry ResponseFuture polled after completion"),
             }
         }
@@ -232,15 +257,20 @@ where
 impl<P: Policy> Call<P> {
     /// The first attempt's request; keeps a template when the body can be replayed.
     fn first_request<B>(&mut self, buffered: Buffered<B>) -> Request<ReplayBody<B>> {
+        self.attempts = 1;
         match buffered {
-            Buffered::Replayable(mut template) => {
-                self.add_idempotency_key(template.headers_mut());
-                let request = template.request();
-                self.template = Some(template);
-                request
+            Buffered::Replayable(template) => {
+                // Moved into place once: the template is a few hundred bytes.
+                let template = self.template.insert(template);
+                if let Some(name) = &self.shared.config.idempotency_header {
+                    add_idempotency_key(name, template.headers_mut(), &mut self.rng, &self.shared);
+                }
+                template.request()
             }
             Buffered::OneShot(mut request) => {
-                self.add_idempotency_key(request.headers_mut());
+                if let Some(name) = &self.shared.config.idempotency_header {
+                    add_idempotency_key(name, request.headers_mut(), &mut self.rng, &self.shared);
+                }
                 request
             }
         }
@@ -253,16 +283,6 @@ impl<P: Policy> Call<P> {
             .as_ref()
             .expect("only replayable calls are retried")
             .request()
-    }
-
-    fn add_idempotency_key(&mut self, headers: &mut HeaderMap) {
-        let Some(name) = &self.shared.config.idempotency_header else {
-            return;
-        };
-        if !headers.contains_key(name) {
-            let rng = self.rng.get_or_insert_with(|| self.shared.config.rng());
-            headers.insert(name.clone(), idempotency::new_key(rng));
-        }
     }
 
     /// Decides what follows a failed attempt and reports it.
@@ -353,10 +373,9 @@ impl<P: Policy> Call<P> {
     fn poll_deadline<B, F, T>(
         &mut self,
         mut state: Pin<&mut State<B, F>>,
-        timer: Pin<&mut Timer>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error>> {
-        if self.deadline.is_none() || timer.poll_expired(cx).is_pending() {
+        if self.deadline.is_none() || self.timer.poll_expired(cx).is_pending() {
             return Poll::Pending;
         }
         state.set(State::Done);
@@ -379,6 +398,19 @@ impl<P: Policy> Call<P> {
     }
 }
 
+/// Adds a new key under `name` unless the caller set one.
+fn add_idempotency_key<P>(
+    name: &HeaderName,
+    headers: &mut HeaderMap,
+    rng: &mut Option<Rng>,
+    shared: &Shared<P>,
+) {
+    if !headers.contains_key(name) {
+        let rng = rng.get_or_insert_with(|| shared.config.rng());
+        headers.insert(name.clone(), idempotency::new_key(rng));
+    }
+}
+
 impl<S, B, P> fmt::Debug for ResponseFuture<S, B, P>
 where
     S: Service<Request<ReplayBody<B>>>,
@@ -389,6 +421,7 @@ where
             State::Attempt { .. } => "attempt",
             State::Waiting => "waiting",
             State::Readying => "readying",
+            State::Failed { .. } => "failed",
             State::Done => "done",
         };
         f.debug_struct("ResponseFuture")

@@ -83,7 +83,7 @@ where
         let deadline = config.deadline.map(|d| now + d);
         let observer = req.extensions().get::<Observer>().cloned();
         let buffer = BufferRequest::new(req, config.replay_limit);
-        ResponseFuture::new(
+        ResponseFuture::start(
             buffer,
             service,
             self.shared.clone(),

@@ -804,7 +804,10 @@ fn the_response_future_is_send_when_its_parts_are() {
         .service(provider);
     let future = Service::call(&mut service, post("{}"));
     assert_send(&future);
-    assert!(format!("{future:?}").contains("buffering"));
+    assert!(
+        format!("{future:?}").contains("state: \"attempt\""),
+        "{future:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -832,4 +835,62 @@ async fn what_a_policy_prints_holds_no_credential() {
     assert!(printed.contains("number: 1"), "{printed}");
     assert!(!printed.contains("sk-secret"), "{printed}");
     assert!(!format!("{layer:?}").contains("sk-secret"));
+}
+
+/// A body whose chunks arrive one every `every`, as from a slow upload.
+fn trickling(
+    chunks: &'static [&'static [u8]],
+    every: Duration,
+) -> StreamBody<
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send>>,
+> {
+    let stream = stream::unfold(0, move |i| async move {
+        let chunk = chunks.get(i)?;
+        tokio::time::sleep(every).await;
+        Some((Ok(Frame::data(Bytes::from_static(chunk))), i + 1))
+    });
+    StreamBody::new(Box::pin(stream))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_still_streaming_at_call_time_is_read_then_replayed() {
+    let req = Request::post("http://provider.test/v1/chat/completions")
+        .body(trickling(&[b"{\"a\":", b"1}"], 100 * MS))
+        .unwrap();
+    let provider = Provider::new([fail(ErrorKind::Server, 500)]);
+    let started = Instant::now();
+    let response = ServiceBuilder::new()
+        .layer(builder().build().unwrap())
+        .service(provider.service())
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(Attempts::of(&response), 2);
+    let seen = provider.seen();
+    assert_eq!(
+        seen[0].at - started,
+        200 * MS,
+        "sent once the body was read"
+    );
+    assert!(
+        seen.iter()
+            .all(|s| s.body.as_ref() == b"{\"a\":1}" && !s.streaming)
+    );
+
+    // The deadline also covers reading the body.
+    let req = Request::post("http://provider.test/")
+        .body(trickling(&[b"x", b"y", b"z"], SEC))
+        .unwrap();
+    let provider = Provider::new([]);
+    let err = ServiceBuilder::new()
+        .layer(builder().deadline(1500 * MS).build().unwrap())
+        .service(provider.service())
+        .oneshot(req)
+        .await
+        .unwrap_err();
+    let Error::DeadlineExceeded(gave_up) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(gave_up.attempts(), 0);
+    assert_eq!(provider.attempts(), 0);
 }
