@@ -837,13 +837,11 @@ async fn what_a_policy_prints_holds_no_credential() {
     assert!(!format!("{layer:?}").contains("sk-secret"));
 }
 
+type Trickle =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send>>;
+
 /// A body whose chunks arrive one every `every`, as from a slow upload.
-fn trickling(
-    chunks: &'static [&'static [u8]],
-    every: Duration,
-) -> StreamBody<
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send>>,
-> {
+fn trickling(chunks: &'static [&'static [u8]], every: Duration) -> StreamBody<Trickle> {
     let stream = stream::unfold(0, move |i| async move {
         let chunk = chunks.get(i)?;
         tokio::time::sleep(every).await;
