@@ -27,9 +27,10 @@
 //!
 //! # Replay
 //!
-//! The request is buffered once with [`towline_core::BufferRequest`]: `Full<Bytes>`, `String`,
-//! `Vec<u8>`, `Bytes` and empty bodies are replayed without a copy; a streaming body is read up
-//! to [`replay_limit`](RetryLayerBuilder::replay_limit) (1 MiB). Every attempt sends the same
+//! The request is buffered once with [`towline_core::BufferRequest`]: in-memory bodies
+//! (`Full<Bytes>`, built from a `Vec<u8>`, `Bytes` or `&'static str`, `String`, `Empty`) are
+//! read in the call itself and replayed without a copy, so the caller clones nothing; a
+//! streaming body is read up to [`replay_limit`](RetryLayerBuilder::replay_limit) (1 MiB). Every attempt sends the same
 //! method, URI, version, headers, extensions and bytes. **A body larger than the limit is sent
 //! once, its buffered prefix first, and never retried** (the call stops with
 //! [`StopReason::NotReplayable`](towline_core::StopReason::NotReplayable)). Only the response

@@ -892,3 +892,31 @@ async fn a_body_still_streaming_at_call_time_is_read_then_replayed() {
     assert_eq!(gave_up.attempts(), 0);
     assert_eq!(provider.attempts(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn in_memory_bodies_replay_without_the_caller_cloning_anything() {
+    async fn twice<B>(body: B, expected: &'static [u8])
+    where
+        B: http_body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<towline_core::BoxError>,
+    {
+        let provider = Provider::new([fail(ErrorKind::Server, 500)]);
+        let response = ServiceBuilder::new()
+            .layer(builder().build().unwrap())
+            .service(provider.service())
+            .oneshot(Request::post("http://provider.test/").body(body).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(Attempts::of(&response), 2);
+        let seen = provider.seen();
+        assert!(
+            seen.iter()
+                .all(|s| s.body.as_ref() == expected && !s.streaming)
+        );
+    }
+    twice(Full::new(Bytes::from_static(b"{}")), b"{}").await;
+    twice(String::from("{\"s\":1}"), b"{\"s\":1}").await;
+    twice(http_body_util::Empty::<Bytes>::new(), b"").await;
+    twice(Full::new(Bytes::from(vec![b'v'; 10])), b"vvvvvvvvvv").await;
+}
