@@ -222,9 +222,6 @@ where
                 StateProj::Waiting => {
                     // Waits never end past the deadline: `plan_retry` refused those.
                     ready!(this.call.timer.poll_expired(cx));
-                    if let Some(reservation) = this.call.reservation.take() {
-                        reservation.commit();
-                    }
                     if let Some(deadline) = this.call.deadline {
                         this.call.timer.arm(deadline);
                     }
@@ -238,6 +235,8 @@ where
                     }
                     Poll::Ready(Err(error)) => {
                         this.state.set(State::Done);
+                        // The retry was not sent: give it back.
+                        this.call.reservation = None;
                         this.call.stopped(StopReason::NotRetryable);
                         return Poll::Ready(Err(error.into()));
                     }
@@ -276,8 +275,12 @@ impl<P: Policy> Call<P> {
         }
     }
 
-    /// The request of a retry: identical to the first.
+    /// The request of a retry: identical to the first. The retry is now sent, so its
+    /// withdrawal from the budget is final.
     fn next_request<B>(&mut self) -> Request<ReplayBody<B>> {
+        if let Some(reservation) = self.reservation.take() {
+            reservation.commit();
+        }
         self.attempts += 1;
         self.template
             .as_ref()
@@ -379,6 +382,8 @@ impl<P: Policy> Call<P> {
             return Poll::Pending;
         }
         state.set(State::Done);
+        // A retry still waiting for the service below was not sent: give it back.
+        self.reservation = None;
         self.stopped(StopReason::Deadline);
         Poll::Ready(Err(Error::deadline_exceeded(
             self.attempts,

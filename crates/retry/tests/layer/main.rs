@@ -920,3 +920,76 @@ async fn in_memory_bodies_replay_without_the_caller_cloning_anything() {
     twice(http_body_util::Empty::<Bytes>::new(), b"").await;
     twice(Full::new(Bytes::from(vec![b'v'; 10])), b"vvvvvvvvvv").await;
 }
+
+/// A service that is not ready while its gate is closed (clones share the gate).
+#[derive(Clone)]
+struct Gate<S> {
+    inner: S,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S: Service<R>, R> Service<R> for Gate<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        if self.open.load(std::sync::atomic::Ordering::SeqCst) {
+            self.inner.poll_ready(cx)
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waiting_for_a_ready_service_is_refunded_if_it_never_goes() {
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let budget = RetryBudget::new(1.0, 0, 10 * SEC).unwrap();
+    let provider = Provider::new([fail(ErrorKind::Server, 500), fail(ErrorKind::Server, 500)]);
+    let gate = Gate {
+        inner: provider.service(),
+        open: open.clone(),
+    };
+    let mut service = ServiceBuilder::new()
+        .layer(
+            builder()
+                .budget(budget.clone())
+                .deadline(5 * SEC)
+                .build()
+                .unwrap(),
+        )
+        .service(gate);
+
+    // Dropped while the service below is not ready: the retry was never sent.
+    service.ready().await.unwrap();
+    let mut call = tokio_test::task::spawn(service.call(post("{}")));
+    open.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(call.poll().is_pending());
+    tokio::time::advance(SEC).await;
+    assert!(
+        call.poll().is_pending(),
+        "the wait is over, the service is not ready"
+    );
+    assert_eq!(budget.available(), 0);
+    drop(call);
+    assert_eq!(budget.available(), 1, "refunded");
+    assert_eq!(provider.attempts(), 1);
+
+    // The deadline passes while the service below is not ready: refunded too.
+    open.store(true, std::sync::atomic::Ordering::SeqCst);
+    service.ready().await.unwrap();
+    let call = service.call(post("{}"));
+    open.store(false, std::sync::atomic::Ordering::SeqCst);
+    let err = call.await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DeadlineExceeded);
+    assert_eq!(budget.available(), 2, "two deposits, no retry sent");
+    assert_eq!(provider.attempts(), 2);
+}
