@@ -101,8 +101,12 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         match self {
-            Toggled::On(a) => ToggledFuture::On { future: a.call(request) },
-            Toggled::Off(b) => ToggledFuture::Off { future: b.call(request) },
+            Toggled::On(a) => ToggledFuture::On {
+                future: a.call(request),
+            },
+            Toggled::Off(b) => ToggledFuture::Off {
+                future: b.call(request),
+            },
         }
     }
 }
