@@ -134,6 +134,23 @@ pub(crate) enum Outcome {
     Ignored,
 }
 
+/// Which part of a call an outcome covers.
+///
+/// A streamed response is judged twice: at its first frame (the provider is producing, so the
+/// call counts as a success and a probe frees its slot) and at its end (a body error then is a
+/// failure of the same call, not of a new one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// The call's only outcome: an error or an empty body at the head, a body that failed or
+    /// ended before any frame.
+    Whole,
+    /// The first frame arrived: a provisional success.
+    First,
+    /// The end of a call whose first frame was already counted: a success confirms it, a
+    /// failure counts without counting the call again.
+    Rest,
+}
+
 /// What admitting a call decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
@@ -311,11 +328,7 @@ impl Circuit {
         }
     }
 
-    /// Records the outcome of a call admitted in `generation`.
-    ///
-    /// `late` marks a failure that arrives after the call's success was already recorded (a
-    /// stream that broke after its first frame): it counts as a failure without counting the
-    /// call again, and a probe's slot was already released.
+    /// Records the outcome of (a stage of) a call admitted in `generation`.
     ///
     /// Outcomes of calls admitted in an earlier generation are ignored: only the calls admitted
     /// in a state decide what that state becomes.
@@ -325,7 +338,7 @@ impl Circuit {
         generation: u32,
         probe: bool,
         outcome: Outcome,
-        late: bool,
+        stage: Stage,
         now_nanos: u64,
     ) -> Option<Change> {
         self.touch(now_nanos);
@@ -339,9 +352,9 @@ impl Circuit {
                 .fetch_max(until.div_ceil(NANOS_PER_MS), Ordering::Relaxed);
         }
         if probe {
-            self.complete_probe(policy, generation, outcome, late, now_nanos)
+            self.complete_probe(policy, generation, outcome, stage, now_nanos)
         } else {
-            self.complete_closed(policy, generation, outcome, late, now_nanos)
+            self.complete_closed(policy, generation, outcome, stage, now_nanos)
         }
     }
 
@@ -358,7 +371,7 @@ impl Circuit {
         policy: &Policy,
         generation: u32,
         outcome: Outcome,
-        late: bool,
+        stage: Stage,
         now_nanos: u64,
     ) -> Option<Change> {
         let word = self.load();
@@ -368,14 +381,19 @@ impl Circuit {
         match outcome {
             Outcome::Ignored => None,
             Outcome::Success => {
-                self.add_to_window(policy, now_nanos, 1, 0);
-                if self.consecutive.load(Ordering::Relaxed) != 0 {
+                if stage != Stage::Rest {
+                    self.add_to_window(policy, now_nanos, 1, 0);
+                }
+                // A provisional success does not end a run of failures: its stream may still
+                // break.
+                if stage != Stage::First && self.consecutive.load(Ordering::Relaxed) != 0 {
                     self.consecutive.store(0, Ordering::Relaxed);
                 }
                 None
             }
             Outcome::Failure { kind, .. } => {
-                self.add_to_window(policy, now_nanos, u64::from(!late), 1);
+                let calls = u64::from(stage != Stage::Rest);
+                self.add_to_window(policy, now_nanos, calls, 1);
                 let in_a_row = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
                 let tripped = policy.consecutive.is_some_and(|limit| in_a_row >= limit)
                     || self.window_trips(policy, now_nanos);
@@ -393,7 +411,7 @@ impl Circuit {
         policy: &Policy,
         generation: u32,
         outcome: Outcome,
-        late: bool,
+        stage: Stage,
         now_nanos: u64,
     ) -> Option<Change> {
         let mut word = self.load();
@@ -409,27 +427,23 @@ impl Circuit {
             if current != generation {
                 return None;
             }
-            // A late outcome's slot was released when its success was recorded.
-            let in_flight = if late {
-                in_flight
-            } else {
-                in_flight.saturating_sub(1)
-            };
-            let next = match outcome {
-                Outcome::Failure { kind, .. } => return self.open(policy, word, kind, now_nanos),
-                Outcome::Ignored if late => return None,
-                Outcome::Ignored => Word::HalfOpen {
+            let next = match (outcome, stage) {
+                (Outcome::Failure { kind, .. }, _) => {
+                    return self.open(policy, word, kind, now_nanos);
+                }
+                // The slot was released with the first frame's success.
+                (Outcome::Success | Outcome::Ignored, Stage::Rest) => return None,
+                (Outcome::Ignored, _) => Word::HalfOpen {
                     generation,
-                    in_flight,
+                    in_flight: in_flight.saturating_sub(1),
                     successes,
                 },
-                Outcome::Success if late => return None,
-                Outcome::Success if successes + 1 >= u32::from(policy.close_after) => {
+                (Outcome::Success, _) if successes + 1 >= u32::from(policy.close_after) => {
                     return self.close(word, now_nanos);
                 }
-                Outcome::Success => Word::HalfOpen {
+                (Outcome::Success, _) => Word::HalfOpen {
                     generation,
-                    in_flight,
+                    in_flight: in_flight.saturating_sub(1),
                     successes: successes + 1,
                 },
             };
@@ -553,7 +567,8 @@ impl Circuit {
 
     fn window_trips(&self, policy: &Policy, now_nanos: u64) -> bool {
         let (calls, failures) = self.window_counts(policy, now_nanos);
-        // A late failure counts without its call, so failures may exceed calls by a little.
+        // A failure at a stream's end counts without its call, which was counted at its first
+        // frame, possibly in a bucket that has aged out since.
         let failures = failures.min(calls);
         calls >= u64::from(policy.min_calls)
             && failures as f64 >= policy.failure_ratio * calls as f64
@@ -703,10 +718,12 @@ mod tests {
         let c = Circuit::new(&p, "k".into(), 0);
         for _ in 0..3 {
             let (g, _) = admitted(admit(&c, &p, 0));
-            assert_eq!(c.complete(&p, g, false, failure(), false, 0), None);
+            assert_eq!(c.complete(&p, g, false, failure(), Stage::Whole, 0), None);
         }
         let (g, _) = admitted(admit(&c, &p, 0));
-        let change = c.complete(&p, g, false, failure(), false, 0).unwrap();
+        let change = c
+            .complete(&p, g, false, failure(), Stage::Whole, 0)
+            .unwrap();
         assert_eq!(
             (change.from, change.to),
             (CircuitState::Closed, CircuitState::Open)
@@ -726,7 +743,10 @@ mod tests {
             } else {
                 Outcome::Success
             };
-            assert_eq!(c.complete(&p, g, false, outcome, false, i * MS), None);
+            assert_eq!(
+                c.complete(&p, g, false, outcome, Stage::Whole, i * MS),
+                None
+            );
         }
         assert_eq!(c.view(&p, 40 * MS).state, CircuitState::Closed);
     }
@@ -740,19 +760,25 @@ mod tests {
         };
         let c = Circuit::new(&p, "k".into(), 0);
         let (g, _) = admitted(admit(&c, &p, 0));
-        assert_eq!(c.complete(&p, g, false, failure(), false, 0), None);
+        assert_eq!(c.complete(&p, g, false, failure(), Stage::Whole, 0), None);
         let (g, _) = admitted(admit(&c, &p, 0));
-        assert_eq!(c.complete(&p, g, false, Outcome::Success, false, 0), None);
+        assert_eq!(
+            c.complete(&p, g, false, Outcome::Success, Stage::Whole, 0),
+            None
+        );
         let (g, _) = admitted(admit(&c, &p, 0));
-        assert_eq!(c.complete(&p, g, false, failure(), false, 0), None);
+        assert_eq!(c.complete(&p, g, false, failure(), Stage::Whole, 0), None);
         let (g, _) = admitted(admit(&c, &p, 0));
-        assert!(c.complete(&p, g, false, failure(), false, 0).is_some());
+        assert!(
+            c.complete(&p, g, false, failure(), Stage::Whole, 0)
+                .is_some()
+        );
     }
 
     fn trip(c: &Circuit, p: &Policy, now: u64) -> Change {
         loop {
             let (g, probe) = admitted(admit(c, p, now));
-            if let Some(change) = c.complete(p, g, probe, failure(), false, now) {
+            if let Some(change) = c.complete(p, g, probe, failure(), Stage::Whole, now) {
                 return change;
             }
         }
@@ -790,7 +816,7 @@ mod tests {
         assert!(matches!(admit(&c, &p, SEC), Admission::Rejected { .. }));
         // One success: still half-open, one slot free again.
         assert_eq!(
-            c.complete(&p, generation, true, Outcome::Success, false, SEC),
+            c.complete(&p, generation, true, Outcome::Success, Stage::Whole, SEC),
             None
         );
         assert!(matches!(
@@ -798,7 +824,7 @@ mod tests {
             Admission::Admitted { probe: true, .. }
         ));
         let closed = c
-            .complete(&p, generation, true, Outcome::Success, false, SEC)
+            .complete(&p, generation, true, Outcome::Success, Stage::Whole, SEC)
             .unwrap();
         assert_eq!(
             (closed.from, closed.to),
@@ -806,7 +832,7 @@ mod tests {
         );
         // The third probe's answer belongs to a state that no longer exists.
         assert_eq!(
-            c.complete(&p, generation, true, failure(), false, SEC),
+            c.complete(&p, generation, true, failure(), Stage::Whole, SEC),
             None
         );
         assert_eq!(c.view(&p, SEC).state, CircuitState::Closed);
@@ -820,17 +846,23 @@ mod tests {
         assert_eq!(trip(&c, &p, 0).open_for, Some(Duration::from_secs(1)));
         let (g, probe) = admitted(admit(&c, &p, SEC));
         assert!(probe);
-        let reopened = c.complete(&p, g, true, failure(), false, SEC).unwrap();
+        let reopened = c
+            .complete(&p, g, true, failure(), Stage::Whole, SEC)
+            .unwrap();
         assert_eq!(
             (reopened.from, reopened.to),
             (CircuitState::HalfOpen, CircuitState::Open)
         );
         assert_eq!(reopened.open_for, Some(Duration::from_secs(2)));
         let (g, _) = admitted(admit(&c, &p, 3 * SEC));
-        let again = c.complete(&p, g, true, failure(), false, 3 * SEC).unwrap();
+        let again = c
+            .complete(&p, g, true, failure(), Stage::Whole, 3 * SEC)
+            .unwrap();
         assert_eq!(again.open_for, Some(Duration::from_secs(4)));
         let (g, _) = admitted(admit(&c, &p, 7 * SEC));
-        let capped = c.complete(&p, g, true, failure(), false, 7 * SEC).unwrap();
+        let capped = c
+            .complete(&p, g, true, failure(), Stage::Whole, 7 * SEC)
+            .unwrap();
         assert_eq!(capped.open_for, Some(p.max_open), "capped");
     }
 
@@ -841,7 +873,7 @@ mod tests {
         trip(&c, &p, 0);
         for _ in 0..2 {
             let (g, _) = admitted(admit(&c, &p, SEC));
-            c.complete(&p, g, true, Outcome::Success, false, SEC);
+            c.complete(&p, g, true, Outcome::Success, Stage::Whole, SEC);
         }
         assert_eq!(c.view(&p, SEC).state, CircuitState::Closed);
         assert_eq!(
@@ -851,7 +883,7 @@ mod tests {
         let at = 4 * SEC;
         for _ in 0..2 {
             let (g, _) = admitted(admit(&c, &p, at));
-            c.complete(&p, g, true, Outcome::Success, false, at);
+            c.complete(&p, g, true, Outcome::Success, Stage::Whole, at);
         }
         assert_eq!(
             trip(&c, &p, at + 2 * SEC).open_for,
@@ -868,7 +900,7 @@ mod tests {
             kind: ErrorKind::Overloaded,
             retry_after: Some(Duration::from_millis(3_500)),
         };
-        c.complete(&p, g, false, overloaded, false, 0);
+        c.complete(&p, g, false, overloaded, Stage::Whole, 0);
         assert_eq!(
             trip(&c, &p, 10 * MS).open_for,
             Some(Duration::from_millis(3_490))
@@ -880,7 +912,7 @@ mod tests {
             kind: ErrorKind::Overloaded,
             retry_after: Some(Duration::from_secs(3_600)),
         };
-        c.complete(&p, g, false, huge, false, 0);
+        c.complete(&p, g, false, huge, Stage::Whole, 0);
         assert_eq!(trip(&c, &p, 0).open_for, Some(p.max_open));
     }
 
@@ -894,7 +926,7 @@ mod tests {
         trip(&c, &p, 0);
         let (g, _) = admitted(admit(&c, &p, SEC));
         assert!(matches!(admit(&c, &p, SEC), Admission::Rejected { .. }));
-        c.complete(&p, g, true, Outcome::Ignored, false, SEC);
+        c.complete(&p, g, true, Outcome::Ignored, Stage::Whole, SEC);
         let view = c.view(&p, SEC);
         assert_eq!((view.probes_in_flight, view.probe_successes), (0, 0));
         assert!(matches!(
@@ -908,9 +940,39 @@ mod tests {
         let p = policy();
         let c = Circuit::new(&p, "k".into(), 0);
         let (g, _) = admitted(admit(&c, &p, 0));
-        c.complete(&p, g, false, Outcome::Success, false, 0);
-        c.complete(&p, g, false, failure(), true, 0);
+        c.complete(&p, g, false, Outcome::Success, Stage::First, 0);
+        c.complete(&p, g, false, failure(), Stage::Rest, 0);
         assert_eq!(c.window_counts(&p, 0), (1, 1));
+    }
+
+    #[test]
+    fn only_a_confirmed_success_ends_a_run_of_failures() {
+        let p = Policy {
+            consecutive: Some(3),
+            min_calls: 100,
+            ..policy()
+        };
+        let c = Circuit::new(&p, "k".into(), 0);
+        // Streams that break after their first frame: each is a failure in a row.
+        for _ in 0..2 {
+            let (g, _) = admitted(admit(&c, &p, 0));
+            c.complete(&p, g, false, Outcome::Success, Stage::First, 0);
+            assert_eq!(c.complete(&p, g, false, failure(), Stage::Rest, 0), None);
+        }
+        // A stream that ends well resets the run.
+        let (g, _) = admitted(admit(&c, &p, 0));
+        c.complete(&p, g, false, Outcome::Success, Stage::First, 0);
+        c.complete(&p, g, false, Outcome::Success, Stage::Rest, 0);
+        for _ in 0..2 {
+            let (g, _) = admitted(admit(&c, &p, 0));
+            assert_eq!(c.complete(&p, g, false, failure(), Stage::Whole, 0), None);
+        }
+        let (g, _) = admitted(admit(&c, &p, 0));
+        assert!(
+            c.complete(&p, g, false, failure(), Stage::Whole, 0)
+                .is_some()
+        );
+        assert_eq!(c.window_counts(&p, 0), (0, 0), "cleared on opening");
     }
 
     #[test]
@@ -923,14 +985,19 @@ mod tests {
         trip(&c, &p, 0);
         let (g, _) = admitted(admit(&c, &p, SEC));
         let (g2, _) = admitted(admit(&c, &p, SEC));
-        c.complete(&p, g, true, Outcome::Success, false, SEC);
+        c.complete(&p, g, true, Outcome::Success, Stage::First, SEC);
         let view = c.view(&p, SEC);
         assert_eq!((view.probes_in_flight, view.probe_successes), (1, 1));
         // The first probe's stream breaks after its first frame.
-        let change = c.complete(&p, g, true, failure(), true, SEC).unwrap();
+        let change = c
+            .complete(&p, g, true, failure(), Stage::Rest, SEC)
+            .unwrap();
         assert_eq!(change.to, CircuitState::Open);
         // The second probe's answer is now stale.
-        assert_eq!(c.complete(&p, g2, true, Outcome::Success, false, SEC), None);
+        assert_eq!(
+            c.complete(&p, g2, true, Outcome::Success, Stage::Whole, SEC),
+            None
+        );
     }
 
     #[test]

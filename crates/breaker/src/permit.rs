@@ -6,7 +6,7 @@ use std::sync::Arc;
 use towline_core::Error;
 use towline_core::event::Observer;
 
-use crate::circuit::Outcome;
+use crate::circuit::{Outcome, Stage};
 use crate::shared::Node;
 
 /// Where a call is in its life, which decides what dropping it means.
@@ -17,8 +17,8 @@ enum Phase {
     /// The response head arrived; the body may still fail. Dropping the body counts as a
     /// success: the provider answered and the caller chose to stop reading.
     AwaitingBody,
-    /// A success was recorded at the first body frame; a later body error still counts as a
-    /// failure, without counting the call twice.
+    /// A provisional success was recorded at the first body frame; the end of the body confirms
+    /// it, and a body error still counts as a failure, without counting the call twice.
     Answered,
     /// Nothing left to record.
     Done,
@@ -53,14 +53,14 @@ impl Permit {
     /// The inner service failed with `err`.
     pub(crate) fn on_error(&mut self, err: &Error) {
         let outcome = self.node.env.classify(err);
-        self.record(outcome, false);
+        self.record(outcome, Stage::Whole);
         self.phase = Phase::Done;
     }
 
     /// The response head arrived; `ended` if its body is already complete.
     pub(crate) fn on_response(&mut self, ended: bool) {
         if ended {
-            self.record(Outcome::Success, false);
+            self.record(Outcome::Success, Stage::Whole);
             self.phase = Phase::Done;
         } else {
             self.phase = Phase::AwaitingBody;
@@ -73,33 +73,38 @@ impl Permit {
     #[inline]
     pub(crate) fn on_frame(&mut self) {
         if self.phase == Phase::AwaitingBody {
-            self.record(Outcome::Success, false);
+            self.record(Outcome::Success, Stage::First);
             self.phase = Phase::Answered;
         }
     }
 
     /// The body failed with `err`.
     pub(crate) fn on_body_error(&mut self, err: &Error) {
-        match self.phase {
-            Phase::AwaitingBody => self.record(self.node.env.classify(err), false),
-            Phase::Answered => match self.node.env.classify(err) {
-                failure @ Outcome::Failure { .. } => self.record(failure, true),
-                Outcome::Success | Outcome::Ignored => {}
-            },
-            Phase::AwaitingResponse | Phase::Done => {}
-        }
+        let stage = match self.phase {
+            Phase::AwaitingBody => Stage::Whole,
+            Phase::Answered => Stage::Rest,
+            Phase::AwaitingResponse | Phase::Done => return,
+        };
+        self.record(self.node.env.classify(err), stage);
         self.phase = Phase::Done;
     }
 
     /// The body ended cleanly.
     pub(crate) fn on_body_end(&mut self) {
-        if self.phase == Phase::AwaitingBody {
-            self.record(Outcome::Success, false);
-        }
+        self.finish_body();
         self.phase = Phase::Done;
     }
 
-    fn record(&self, outcome: Outcome, late: bool) {
+    /// A body that ended, or that its reader dropped: the provider answered.
+    fn finish_body(&self) {
+        match self.phase {
+            Phase::AwaitingBody => self.record(Outcome::Success, Stage::Whole),
+            Phase::Answered => self.record(Outcome::Success, Stage::Rest),
+            Phase::AwaitingResponse | Phase::Done => {}
+        }
+    }
+
+    fn record(&self, outcome: Outcome, stage: Stage) {
         // A cancelled call while closed has nothing to give back.
         if outcome == Outcome::Ignored && !self.probe {
             return;
@@ -111,7 +116,7 @@ impl Permit {
             self.generation,
             self.probe,
             outcome,
-            late,
+            stage,
             now,
         );
         if let Some(change) = change {
@@ -123,9 +128,9 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         match self.phase {
-            Phase::AwaitingResponse => self.record(Outcome::Ignored, false),
-            Phase::AwaitingBody => self.record(Outcome::Success, false),
-            Phase::Answered | Phase::Done => {}
+            Phase::AwaitingResponse => self.record(Outcome::Ignored, Stage::Whole),
+            Phase::AwaitingBody | Phase::Answered => self.finish_body(),
+            Phase::Done => {}
         }
     }
 }
