@@ -16,14 +16,17 @@ pin_project! {
     /// (typically [`ErrorKind::StreamInterrupted`](towline_core::ErrorKind::StreamInterrupted)
     /// from the Normalize layer). The breaker records a call's outcome once:
     ///
-    /// - the first body frame (or the end of an empty body) counts the call as a success, and
-    ///   a half-open probe frees its slot then, not at the end of a stream that may run for
-    ///   minutes;
+    /// - the first body frame counts the call in the window as a success, and a half-open
+    ///   probe frees its slot and counts its success then, not at the end of a stream that may
+    ///   run for minutes;
+    /// - the end of the body confirms the success; only a confirmed success ends a run of
+    ///   [consecutive failures](crate::BreakerBuilder::consecutive_failures);
     /// - a body error before any frame is classified like an error of the response future; a
-    ///   body error after a frame is a *late* failure: it counts as a failure without counting
-    ///   the call a second time, and re-opens a half-open circuit whose probe it was;
-    /// - dropping the body before its first frame counts as a success (the provider answered;
-    ///   the caller stopped reading), and releases a probe's slot.
+    ///   body error after a frame counts as a failure without counting the call a second time,
+    ///   and re-opens a half-open circuit whose probe it was (while that half-open state
+    ///   lasts);
+    /// - dropping the body counts as a success (the provider answered; the caller stopped
+    ///   reading) and releases a probe's slot.
     ///
     /// Errors are converted to [`towline_core::Error`] so that they can be classified.
     pub struct ResponseBody<B> {

@@ -77,11 +77,13 @@ pub(crate) fn builder(clock: &FakeClock) -> BreakerBuilder {
         .idle_timeout(Duration::from_secs(60))
 }
 
+type AnswerFn = dyn Fn(&Request<()>) -> Answer + Send + Sync;
+
 /// A provider that answers every call with `answer(request)` at once and counts calls.
 #[derive(Clone)]
 pub(crate) struct Scripted {
     pub(crate) calls: Arc<AtomicUsize>,
-    answer: Arc<dyn Fn(&Request<()>) -> Answer + Send + Sync>,
+    answer: Arc<AnswerFn>,
 }
 
 impl Scripted {
@@ -220,10 +222,10 @@ pub(crate) fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     Pin::new(fut).poll(&mut Context::from_waker(Waker::noop()))
 }
 
+type FrameResult<B> = Result<Frame<<B as Body>::Data>, <B as Body>::Error>;
+
 /// Polls a body for one frame.
-pub(crate) fn poll_frame<B: Body + Unpin>(
-    body: &mut B,
-) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+pub(crate) fn poll_frame<B: Body + Unpin>(body: &mut B) -> Poll<Option<FrameResult<B>>> {
     Pin::new(body).poll_frame(&mut Context::from_waker(Waker::noop()))
 }
 

@@ -32,21 +32,18 @@ fn kind_of(result: Result<(), Error>) -> Option<ErrorKind> {
     result.err().map(|e| e.kind())
 }
 
-/// Collects every transition the user callback hears, as owned values.
-#[derive(Clone, Default)]
-struct Transitions(
-    Arc<
-        Mutex<
-            Vec<(
-                String,
-                CircuitState,
-                CircuitState,
-                Option<Duration>,
-                Option<ErrorKind>,
-            )>,
-        >,
-    >,
+/// One transition as the user callback heard it, owned.
+type Heard = (
+    String,
+    CircuitState,
+    CircuitState,
+    Option<Duration>,
+    Option<ErrorKind>,
 );
+
+/// Collects every transition the user callback hears.
+#[derive(Clone, Default)]
+struct Transitions(Arc<Mutex<Vec<Heard>>>);
 
 impl Transitions {
     fn hook(&self) -> impl Fn(&Transition<'_>) + Send + Sync + 'static {
