@@ -100,6 +100,7 @@ mod config;
 mod error;
 mod future;
 mod handle;
+mod hash;
 mod key;
 mod layer;
 mod permit;

@@ -13,6 +13,7 @@ use towline_core::event::{Event, Observer};
 use towline_core::{Error, Nanos};
 
 use crate::circuit::{Change, Circuit, Outcome};
+use crate::hash::RandomKeyState;
 use crate::key::DescribeKey;
 use crate::policy::Policy;
 use crate::{Transition, Unkeyed};
@@ -126,7 +127,7 @@ trait ErasedRegistry: Send + Sync {
 }
 
 struct Registry<K> {
-    map: DashMap<K, Arc<Node>, foldhash::fast::RandomState>,
+    map: DashMap<K, Arc<Node>, RandomKeyState>,
 }
 
 impl<K> ErasedRegistry for Registry<K>
@@ -235,7 +236,7 @@ impl Shared {
         for slot in &self.registries {
             let registry = slot.get_or_init(|| {
                 Box::new(Registry::<K> {
-                    map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+                    map: DashMap::with_hasher(RandomKeyState::default()),
                 })
             });
             if let Some(registry) = registry.as_any().downcast_ref::<Registry<K>>() {
