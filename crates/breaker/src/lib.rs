@@ -85,6 +85,21 @@
 //! circuit once), no spawn, no channel. Idle keys are swept when a new key arrives, so known
 //! keys never pay for it.
 //!
+//! # Compared with other breakers
+//!
+//! - tower has none in its releases (a proposal trips on consecutive failures only).
+//! - failsafe-rs takes a lock per call and lets *every* call through while half-open, so a
+//!   recovering provider gets the full load at once; it cannot count a failure that arrives
+//!   inside a streamed body.
+//! - tower-resilience (resilience4j's design) takes an async mutex twice and boxes a future per
+//!   call, bounds half-open by completed calls rather than calls in flight, has one state for
+//!   all endpoints, and waits a fixed time however often the circuit re-opens.
+//! - none of them knows that a 429 or a quota error is a healthy provider saying no, or honours
+//!   the `Retry-After` a provider sends with its 503.
+//!
+//! Here the state machine is one atomic word per key, half-open is bounded by probes in flight,
+//! a probe that is cancelled gives its slot back, and the counted classes are the provider's.
+//!
 //! # Seeing it work
 //!
 //! Every rejection and transition is reported to the [`Observer`](towline_core::Observer) in
