@@ -164,6 +164,16 @@ pub(crate) enum Admission {
     Rejected { retry_after: Duration },
 }
 
+impl Admission {
+    fn closed(generation: u32) -> Admission {
+        Admission::Admitted {
+            generation,
+            probe: false,
+            change: None,
+        }
+    }
+}
+
 /// A state change, reported by the one caller whose compare-and-swap made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Change {
@@ -247,85 +257,86 @@ impl Circuit {
     pub(crate) fn admit(&self, policy: &Policy, now_nanos: impl Fn() -> u64) -> Admission {
         let mut word = self.load();
         if let Word::Closed { generation } = word {
-            return Admission::Admitted {
-                generation,
-                probe: false,
-                change: None,
-            };
+            return Admission::closed(generation);
         }
         let now = now_nanos();
         loop {
-            match word {
-                Word::Closed { generation } => {
-                    return Admission::Admitted {
-                        generation,
-                        probe: false,
-                        change: None,
-                    };
-                }
-                Word::Open {
-                    generation,
-                    until_ms,
-                } => {
-                    let until = until_ms.saturating_mul(NANOS_PER_MS);
-                    if now < until {
-                        return Admission::Rejected {
-                            retry_after: Duration::from_nanos(until - now),
-                        };
-                    }
-                    let next = Word::HalfOpen {
-                        generation: next_generation(generation),
-                        in_flight: 1,
-                        successes: 0,
-                    };
-                    match self.swap_state(word, next) {
-                        Ok(()) => {
-                            self.changed_at_ms
-                                .store(now / NANOS_PER_MS, Ordering::Relaxed);
-                            return Admission::Admitted {
-                                generation: next.generation(),
-                                probe: true,
-                                change: Some(Change {
-                                    from: CircuitState::Open,
-                                    to: CircuitState::HalfOpen,
-                                    open_for: None,
-                                    cause: None,
-                                }),
-                            };
-                        }
-                        Err(actual) => word = actual,
-                    }
-                }
-                Word::HalfOpen {
-                    generation,
-                    in_flight,
-                    successes,
-                } => {
-                    if in_flight >= u32::from(policy.max_probes) {
-                        // The probes in flight decide soon; if they fail, the next probe is at
-                        // least the base open time away.
-                        return Admission::Rejected {
-                            retry_after: policy.base_open,
-                        };
-                    }
-                    let next = Word::HalfOpen {
-                        generation,
-                        in_flight: in_flight + 1,
-                        successes,
-                    };
-                    match self.swap_state(word, next) {
-                        Ok(()) => {
-                            return Admission::Admitted {
-                                generation,
-                                probe: true,
-                                change: None,
-                            };
-                        }
-                        Err(actual) => word = actual,
-                    }
-                }
+            let attempt = match word {
+                Word::Closed { generation } => return Admission::closed(generation),
+                Word::Open { .. } => self.try_first_probe(word, now),
+                Word::HalfOpen { .. } => self.try_probe(policy, word),
+            };
+            match attempt {
+                Ok(admission) => return admission,
+                Err(actual) => word = actual,
             }
         }
+    }
+
+    /// Open: rejects until the probe time, then turns half-open with this call as its first
+    /// probe. `Err` carries the state another caller changed meanwhile.
+    fn try_first_probe(&self, word: Word, now: u64) -> Result<Admission, Word> {
+        let Word::Open {
+            generation,
+            until_ms,
+        } = word
+        else {
+            return Err(word);
+        };
+        let until = until_ms.saturating_mul(NANOS_PER_MS);
+        if now < until {
+            return Ok(Admission::Rejected {
+                retry_after: Duration::from_nanos(until - now),
+            });
+        }
+        let next = Word::HalfOpen {
+            generation: next_generation(generation),
+            in_flight: 1,
+            successes: 0,
+        };
+        self.swap_state(word, next)?;
+        self.changed_at_ms
+            .store(now / NANOS_PER_MS, Ordering::Relaxed);
+        Ok(Admission::Admitted {
+            generation: next.generation(),
+            probe: true,
+            change: Some(Change {
+                from: CircuitState::Open,
+                to: CircuitState::HalfOpen,
+                open_for: None,
+                cause: None,
+            }),
+        })
+    }
+
+    /// Half-open: takes a probe slot if one is free.
+    fn try_probe(&self, policy: &Policy, word: Word) -> Result<Admission, Word> {
+        let Word::HalfOpen {
+            generation,
+            in_flight,
+            successes,
+        } = word
+        else {
+            return Err(word);
+        };
+        if in_flight >= u32::from(policy.max_probes) {
+            // The probes in flight decide soon; if they fail, the next probe is at least the
+            // base open time away.
+            return Ok(Admission::Rejected {
+                retry_after: policy.base_open,
+            });
+        }
+        let next = Word::HalfOpen {
+            generation,
+            in_flight: in_flight + 1,
+            successes,
+        };
+        self.swap_state(word, next)?;
+        Ok(Admission::Admitted {
+            generation,
+            probe: true,
+            change: None,
+        })
     }
 
     /// Records the outcome of (a stage of) a call admitted in `generation`.
