@@ -1,6 +1,3 @@
-// Not compiled yet: Cargo builds `tests/e2e/main.rs`, which is added (with `mod mock_provider;`)
-// once `towline-mock` lands on main. Validated against the mock branch: 3 tests pass.
-
 //! End to end: a hyper-util client on loopback against the towline mock provider, through
 //! Normalize and the breaker, on paused tokio time (the mock's outage window, the load's pace
 //! and the breaker's clock all follow it).
@@ -62,7 +59,10 @@ where
 
 /// Transitions heard by the user callback, with the (paused) time they happened.
 #[derive(Clone, Default)]
-struct Heard(Arc<Mutex<Vec<(Instant, CircuitState, CircuitState, Option<Duration>)>>>);
+struct Heard(Arc<Mutex<Vec<Moment>>>);
+
+/// When a transition happened, from what, to what, and for how long it opened.
+type Moment = (Instant, CircuitState, CircuitState, Option<Duration>);
 
 impl Heard {
     fn hook(&self) -> impl Fn(&Transition<'_>) + Send + Sync + 'static {
