@@ -12,7 +12,7 @@ use towline_core::event::Event;
 use towline_core::{Error, ErrorKind, SessionQueueReason};
 use towline_session::SessionLayer;
 
-use crate::support::{Provider, Turn, layer, recorder, request};
+use crate::support::{Provider, Turn, layer, recorder, request, within_an_hour};
 
 fn held() -> Turn {
     Turn {
@@ -103,7 +103,7 @@ async fn a_request_waiting_too_long_fails_and_leaves_the_line() {
 
     drop(running);
     assert!(monitor.snapshot().is_idle());
-    svc.oneshot(request(Some("s"), Turn::default()))
+    within_an_hour(svc.oneshot(request(Some("s"), Turn::default())))
         .await
         .unwrap();
 }
@@ -127,7 +127,9 @@ async fn a_turn_handed_over_before_the_deadline_is_noticed_is_taken() {
     // The deadline passes and the slot is handed over before the waiter is polled again.
     tokio::time::advance(Duration::from_secs(2)).await;
     drop(running);
-    let res = waiter.await.expect("the turn came; it is taken");
+    let res = within_an_hour(waiter)
+        .await
+        .expect("the turn came; it is taken");
     assert!(!res.body().holds_slot());
     assert_eq!(provider.calls().len(), 2);
 }
@@ -147,7 +149,10 @@ async fn the_wait_is_reported() {
     second.extensions_mut().insert(observer.clone());
     let mut first = request(Some("s"), first);
     first.extensions_mut().insert(observer);
-    let (a, b) = tokio::join!(svc.clone().oneshot(first), svc.clone().oneshot(second));
+    let (a, b) = within_an_hour(async {
+        tokio::join!(svc.clone().oneshot(first), svc.clone().oneshot(second))
+    })
+    .await;
     a.unwrap();
     b.unwrap();
     assert_eq!(
@@ -170,10 +175,13 @@ async fn an_inner_error_releases_the_slot() {
         fail: true,
         ..Turn::default()
     };
-    let (a, b) = tokio::join!(
-        svc.clone().oneshot(request(Some("s"), failing)),
-        svc.clone().oneshot(request(Some("s"), Turn::default())),
-    );
+    let (a, b) = within_an_hour(async {
+        tokio::join!(
+            svc.clone().oneshot(request(Some("s"), failing)),
+            svc.clone().oneshot(request(Some("s"), Turn::default())),
+        )
+    })
+    .await;
     assert_eq!(a.unwrap_err().kind(), ErrorKind::Transport);
     b.unwrap();
     assert_eq!(provider.calls().len(), 2);
@@ -224,7 +232,8 @@ async fn a_readiness_error_after_the_turn_came_releases_the_slot() {
     assert!(poll!(waiter.as_mut()).is_pending());
     broken.store(true, Ordering::SeqCst);
     drop(running);
-    assert_eq!(waiter.await.unwrap_err().kind(), ErrorKind::Transport);
+    let err = within_an_hour(waiter).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport);
     assert!(monitor.snapshot().is_idle());
 }
 

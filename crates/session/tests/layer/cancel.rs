@@ -9,7 +9,7 @@ use futures_util::poll;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use crate::support::{Provider, Turn, drain, layer, request};
+use crate::support::{Provider, Turn, drain, layer, request, within_an_hour};
 
 fn streamed(head_ms: u64) -> Turn {
     Turn {
@@ -42,7 +42,7 @@ async fn a_dropped_waiter_leaves_the_line() {
     tokio::task::yield_now().await;
     assert_eq!(monitor.waiting(), 1);
     drop(running);
-    next.await.unwrap().unwrap();
+    within_an_hour(next).await.unwrap().unwrap();
     assert_eq!(provider.calls().len(), 2);
     assert!(monitor.snapshot().is_idle());
 }
@@ -76,7 +76,7 @@ async fn a_waiter_handed_the_slot_then_dropped_passes_it_on() {
     drop(running); // The slot goes to `second`, which is not polled again...
     assert_eq!(monitor.waiting(), 1);
     drop(second); // ...and is dropped: the slot goes on to `third`.
-    third.await.unwrap();
+    within_an_hour(third).await.unwrap();
     assert_eq!(provider.calls().len(), 2, "the dropped request never ran");
     assert!(monitor.snapshot().is_idle());
 }
@@ -95,7 +95,7 @@ async fn dropping_a_running_call_frees_the_slot_at_once() {
     assert_eq!(provider.calls().len(), 1);
 
     drop(running);
-    next.await.unwrap().unwrap();
+    within_an_hour(next).await.unwrap().unwrap();
     assert_eq!(provider.calls()[1].at - t0, Duration::from_millis(10));
     assert_eq!(provider.overlaps(), 0);
     assert!(monitor.snapshot().is_idle());
@@ -141,7 +141,7 @@ async fn drop_one_turn(target: usize, k: usize) -> bool {
         futures.push(tokio::spawn(drop_after(turn, polls)));
     }
     for (i, f) in futures.into_iter().enumerate() {
-        let out = f.await.unwrap();
+        let out = within_an_hour(f).await.unwrap();
         if i == target {
             finished = out.is_some();
         } else {
@@ -241,7 +241,7 @@ async fn hundred_thousand_sessions_with_random_drops() {
 
     let mut counts = [0usize; 4];
     for task in tasks {
-        for stage in task.await.unwrap() {
+        for stage in within_an_hour(task).await.unwrap() {
             counts[stage as usize] += 1;
         }
     }
@@ -263,4 +263,30 @@ enum Stage {
     DroppedWaiting = 1,
     DroppedCalling = 2,
     DroppedInBody = 3,
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_moved_to_another_task_is_woken_there() {
+    let provider = Provider::new();
+    let svc = ServiceBuilder::new()
+        .layer(layer(4))
+        .service(provider.clone());
+    let running = svc
+        .clone()
+        .oneshot(request(Some("s"), streamed(0)))
+        .await
+        .unwrap();
+    let mut waiter = Box::pin(svc.clone().oneshot(request(Some("s"), Turn::default())));
+    // First polled here, with a waker that goes nowhere...
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(waiter.as_mut().poll(&mut cx).is_pending());
+    // ...then moved to a task of its own, which must be the one woken.
+    let task = tokio::spawn(waiter);
+    tokio::task::yield_now().await;
+    drop(running);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the waiter's new task was woken")
+        .unwrap()
+        .unwrap();
 }

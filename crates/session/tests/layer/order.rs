@@ -7,7 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use crate::support::{End, Provider, Turn, drain, layer, request};
+use crate::support::{End, Provider, Turn, drain, layer, request, within_an_hour};
 
 #[derive(Debug, Clone)]
 struct Arrival {
@@ -83,9 +83,12 @@ async fn run(arrivals: Vec<Arrival>) -> Provider {
             })
         })
         .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
+    within_an_hour(async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await;
     assert!(monitor.snapshot().is_idle(), "{:?}", monitor.snapshot());
     provider
 }
@@ -151,7 +154,7 @@ async fn sessions_are_independent() {
     assert!(!a2.is_finished());
 
     drop(a1);
-    a2.await.unwrap().unwrap();
+    within_an_hour(a2).await.unwrap().unwrap();
     assert_eq!(provider.seqs_of("a").len(), 2);
     assert_eq!(provider.overlaps(), 0);
 }
@@ -201,11 +204,14 @@ async fn a_custom_key_extractor_serializes_by_its_key() {
         req
     };
     let started = tokio::time::Instant::now();
-    let (a, b, c) = tokio::join!(
-        svc.clone().oneshot(with(1)),
-        svc.clone().oneshot(with(1)),
-        svc.clone().oneshot(with(2)),
-    );
+    let (a, b, c) = within_an_hour(async {
+        tokio::join!(
+            svc.clone().oneshot(with(1)),
+            svc.clone().oneshot(with(1)),
+            svc.clone().oneshot(with(2)),
+        )
+    })
+    .await;
     let _ = (a.unwrap(), b.unwrap(), c.unwrap());
     let at: Vec<_> = provider.calls().iter().map(|c| c.at - started).collect();
     // Conversation 1's second turn ran after its first; conversation 2 ran alongside.
@@ -242,7 +248,11 @@ async fn no_overlap_across_threads() {
         })
         .collect();
     for task in tasks {
-        task.await.unwrap();
+        // Real time here: a deadlock fails the test instead of hanging it.
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("no deadlock")
+            .unwrap();
     }
     assert_eq!(provider.calls().len(), 400);
     assert_eq!(provider.overlaps(), 0);

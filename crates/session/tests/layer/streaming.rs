@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::support::{End, Provider, Turn, drain, layer, request};
+use crate::support::{End, Provider, Turn, drain, layer, request, within_an_hour};
 
 fn streamed(end: End) -> Turn {
     Turn {
@@ -49,7 +49,7 @@ async fn second_turn_start(end: End) -> (Duration, usize) {
         tokio::task::yield_now().await;
     }
     assert!(!body.holds_slot());
-    let res = second.await.unwrap().unwrap();
+    let res = within_an_hour(second).await.unwrap().unwrap();
     drain(res.into_body()).await.unwrap();
     assert_eq!(provider.overlaps(), 0);
     assert!(monitor.snapshot().is_idle());
@@ -134,7 +134,7 @@ async fn dropping_the_body_mid_stream_lets_the_next_turn_in() {
     assert_eq!(provider.calls().len(), 1);
 
     drop(body);
-    second.await.unwrap().unwrap();
+    within_an_hour(second).await.unwrap().unwrap();
     assert_eq!(provider.calls()[1].at - t0, Duration::from_millis(100));
     assert_eq!(provider.overlaps(), 0);
     assert!(monitor.snapshot().is_idle());

@@ -324,3 +324,11 @@ where
     }
     Ok(frames)
 }
+
+/// Fails instead of hanging when a test's requests never finish: on paused time a stuck test
+/// leaves only this timer, which then fires at once.
+pub(crate) async fn within_an_hour<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(3600), fut)
+        .await
+        .expect("requests still stuck after an hour of (paused) time")
+}
