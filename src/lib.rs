@@ -10,10 +10,12 @@
 
 #[doc(inline)]
 pub use towline_core::{
-    ApiError, ApiKey, BoxError, Clock, Endpoint, Error, ErrorKind, FakeClock, KeyExtractor,
-    KeyHash, RateLimitSnapshot, RateLimitWindow, RetryHint, SessionHeader, TokioClock, event,
-    replay,
+    ApiError, ApiKey, BoxError, Clock, Endpoint, Error, ErrorKind, FakeClock, HintSource,
+    KeyExtractor, KeyHash, RateLimitSnapshot, RateLimitWindow, RetryHint, SessionHeader,
+    TokioClock, event, replay,
 };
+
+pub mod toggle;
 
 /// The shared vocabulary, whole.
 pub use towline_core as core;
