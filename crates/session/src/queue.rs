@@ -134,12 +134,16 @@ impl Sessions {
         if entry.holder == ticket {
             return true;
         }
-        if let Some(i) = entry.waiter_index(ticket) {
-            match &mut entry.waiters[i].waker {
-                Some(known) if known.will_wake(waker) => {}
-                slot => *slot = Some(waker.clone()),
+        let replaced = entry.waiter_index(ticket).and_then(|i| {
+            let known = &mut entry.waiters[i].waker;
+            match known {
+                Some(known) if known.will_wake(waker) => None,
+                _ => known.replace(waker.clone()),
             }
-        }
+        });
+        drop(entry);
+        // A waker may run arbitrary code when dropped: never under the shard lock.
+        drop(replaced);
         false
     }
 
@@ -152,39 +156,42 @@ impl Sessions {
         if entry.holder == ticket {
             return true;
         }
-        if let Some(i) = entry.waiter_index(ticket) {
-            entry.waiters.remove(i);
-        }
+        let left = entry
+            .waiter_index(ticket)
+            .and_then(|i| entry.waiters.remove(i));
+        drop(entry);
+        drop(left);
         false
     }
 
     /// `ticket` leaves session `key`: an owner hands the slot to the oldest waiter (or removes
     /// the idle entry); a waiter leaves the queue.
     fn leave(&self, key: u64, ticket: u64) {
-        let next = match self.map.entry(key) {
+        let (next, left) = match self.map.entry(key) {
             MapEntry::Occupied(mut occupied) => {
                 let entry = occupied.get_mut();
                 if entry.holder == ticket {
                     match entry.waiters.pop_front() {
                         Some(next) => {
                             entry.holder = next.ticket;
-                            next.waker
+                            (next.waker, None)
                         }
                         None => {
                             occupied.remove();
-                            None
+                            (None, None)
                         }
                     }
                 } else {
-                    if let Some(i) = entry.waiter_index(ticket) {
-                        entry.waiters.remove(i);
-                    }
-                    None
+                    let left = entry
+                        .waiter_index(ticket)
+                        .and_then(|i| entry.waiters.remove(i));
+                    (None, left)
                 }
             }
-            MapEntry::Vacant(_) => None,
+            MapEntry::Vacant(_) => (None, None),
         };
-        // Woken outside the shard lock.
+        // Woken and dropped outside the shard lock: a waker may run arbitrary code.
+        drop(left);
         if let Some(waker) = next {
             waker.wake();
         }
@@ -479,5 +486,67 @@ mod tests {
         let s = sessions(1);
         assert_eq!(s.digest(&"conv-1"), s.digest(&"conv-1"));
         assert_ne!(s.digest(&"conv-1"), s.digest(&"conv-2"));
+    }
+
+    /// A waker that reads the map when woken or dropped: deadlocks if that happens under a
+    /// shard lock.
+    struct Reentrant(Arc<Sessions>);
+
+    impl Wake for Reentrant {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.snapshot();
+        }
+    }
+
+    impl Drop for Reentrant {
+        fn drop(&mut self) {
+            let _ = self.0.snapshot();
+        }
+    }
+
+    fn on_a_thread(name: &str, f: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{name}: deadlocked on the map"));
+    }
+
+    #[test]
+    fn wakers_are_woken_and_dropped_outside_the_shard_lock() {
+        on_a_thread("replaced waker", || {
+            let s = sessions(4);
+            let _owner = acquired(s.admit(1));
+            let waiter = queued(s.admit(1));
+            assert!(!waiter.poll_turn(&Waker::from(Arc::new(Reentrant(s.clone())))));
+            let (_, other) = waker();
+            assert!(!waiter.poll_turn(&other));
+        });
+        on_a_thread("withdrawn waiter", || {
+            let s = sessions(4);
+            let _owner = acquired(s.admit(1));
+            let waiter = queued(s.admit(1));
+            assert!(!waiter.poll_turn(&Waker::from(Arc::new(Reentrant(s.clone())))));
+            assert!(waiter.withdraw().is_none());
+        });
+        on_a_thread("dropped waiter", || {
+            let s = sessions(4);
+            let _owner = acquired(s.admit(1));
+            let waiter = queued(s.admit(1));
+            assert!(!waiter.poll_turn(&Waker::from(Arc::new(Reentrant(s.clone())))));
+            drop(waiter);
+        });
+        on_a_thread("handed over", || {
+            let s = sessions(4);
+            let owner = acquired(s.admit(1));
+            let waiter = queued(s.admit(1));
+            assert!(!waiter.poll_turn(&Waker::from(Arc::new(Reentrant(s.clone())))));
+            drop(owner);
+            drop(waiter);
+            assert!(s.snapshot().is_idle());
+        });
     }
 }
