@@ -14,8 +14,9 @@ use crate::service::Session;
 /// Build it with [`SessionLayer::new`] (defaults: `x-session-id` header, 16 waiting requests
 /// per session at most, 5 minutes of waiting at most) or [`SessionLayer::builder`].
 ///
-/// All services built by one layer, and their clones, share one set of sessions, so a
-/// conversation is serialized however the layer is applied. Keep a [`SessionMonitor`] from
+/// All services built by one layer (or by its clones), and their clones, share one set of
+/// sessions, so a conversation is serialized however the layer is applied. Build a second
+/// layer for an independent set. Keep a [`SessionMonitor`] from
 /// [`SessionLayer::monitor`] to count live sessions and waiters.
 ///
 /// ```

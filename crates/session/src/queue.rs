@@ -482,6 +482,16 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_session_stays_small() {
+        // 100k live sessions: every byte of an entry counts 100k times.
+        assert!(
+            std::mem::size_of::<Entry>() <= 48,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
     fn digests_are_stable_within_a_layer() {
         let s = sessions(1);
         assert_eq!(s.digest(&"conv-1"), s.digest(&"conv-1"));
