@@ -19,8 +19,9 @@ use crate::telemetry::{ParentFn, Shared, TRACER_UNKNOWN};
 /// The most [`TraceBuilder::body_peek_limit`] accepts: 1 MiB from each end of the body.
 pub const MAX_BODY_PEEK_LIMIT: usize = 1 << 20;
 
-/// The default [`TraceBuilder::body_peek_limit`]: 64 KiB from each end of the body.
-pub const DEFAULT_BODY_PEEK_LIMIT: usize = 64 << 10;
+/// The default [`TraceBuilder::body_peek_limit`]: 16 KiB from each end of the body, enough
+/// for the keys around a long `messages` array.
+pub const DEFAULT_BODY_PEEK_LIMIT: usize = 16 << 10;
 
 /// The instrumentation scope of towline's tracer and meter.
 fn scope() -> InstrumentationScope {

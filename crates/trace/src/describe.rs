@@ -143,7 +143,7 @@ pub(crate) fn is_credential_query(name: &str) -> bool {
 /// The GenAI operation a request path asks for, when it is one of the well-known ones.
 pub(crate) fn operation(path: &str) -> Option<&'static str> {
     let path = path.trim_end_matches('/');
-    if let Some((_, action)) = path.rsplit_once(':') {
+    if let Some((_, action)) = path.rsplit_once(':').filter(|(_, a)| !a.contains('/')) {
         // Gemini: /v1beta/models/{model}:generateContent
         return match action {
             "generateContent" | "streamGenerateContent" => Some("generate_content"),
@@ -172,15 +172,12 @@ pub(crate) fn path_streams(path: &str) -> bool {
 /// The model named in the path: Gemini `/models/{model}:action`, Azure
 /// `/openai/deployments/{deployment}/...`.
 pub(crate) fn path_model(path: &str) -> Option<&str> {
-    if let Some(i) = path.find("/models/") {
-        let rest = &path[i + "/models/".len()..];
-        let model = rest.split([':', '/']).next()?;
-        return (!model.is_empty()).then_some(model);
-    }
-    if let Some(i) = path.find("/deployments/") {
-        let rest = &path[i + "/deployments/".len()..];
-        let model = rest.split('/').next()?;
-        return (!model.is_empty()).then_some(model);
+    let mut segments = path.split('/');
+    while let Some(segment) = segments.next() {
+        if segment == "models" || segment == "deployments" {
+            let model = segments.next()?.split(':').next()?;
+            return (!model.is_empty()).then_some(model);
+        }
     }
     None
 }

@@ -182,7 +182,13 @@ impl<'a> Forward<'a> {
 fn string_end(buf: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
-        i += memchr::memchr2(b'"', b'\\', &buf[i..])?;
+        // Keys and short values are most strings: a plain loop beats `memchr`'s setup there.
+        let short = buf.len().min(i + 16);
+        let found = match buf[i..short].iter().position(|b| matches!(b, b'"' | b'\\')) {
+            Some(n) => i + n,
+            None => short + memchr::memchr2(b'"', b'\\', &buf[short..])?,
+        };
+        i = found;
         if buf[i] == b'\\' {
             i += 2; // the escaped byte, whatever it is
             if i > buf.len() {

@@ -3,7 +3,6 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use http_body::Body;
-use tokio::time::Instant;
 use tower_service::Service;
 use towline_core::Error;
 
@@ -56,7 +55,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let guard = self.shared.start_call(&mut req, Instant::now());
+        let guard = self.shared.start_call(&mut req);
         ResponseFuture::new(self.inner.call(req), guard)
     }
 }
@@ -106,7 +105,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let guard = self.shared.start_attempt(&mut req, Instant::now());
+        let guard = self.shared.start_attempt(&mut req);
         ResponseFuture::new(self.inner.call(req), guard)
     }
 }

@@ -110,11 +110,23 @@ impl Shared {
         }
     }
 
-    fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
+    /// Injects the context `cx()` into `headers` with the configured or global propagator.
+    /// The context is only made when the propagator has fields to set: the API's default
+    /// propagator (no SDK) has none, and then an attempt costs one read lock here.
+    fn inject(&self, cx: impl FnOnce() -> Context, headers: &mut HeaderMap) {
         let mut injector = HeaderInjector(headers);
+        let mut cx = Some(cx);
+        let mut run = |propagator: &dyn TextMapPropagator| {
+            if propagator.fields().next().is_none() {
+                return;
+            }
+            if let Some(cx) = cx.take() {
+                propagator.inject_context(&cx(), &mut injector);
+            }
+        };
         match &self.propagator {
-            Some(propagator) => propagator.inject_context(cx, &mut injector),
-            None => global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector)),
+            Some(propagator) => run(propagator.as_ref()),
+            None => global::get_text_map_propagator(run),
         }
     }
 
@@ -122,11 +134,7 @@ impl Shared {
 
     /// Starts the logical span of a call and puts what the layers below need in its
     /// extensions. `None` when nothing listens (no-op tracer, no metrics, no debug log).
-    pub(crate) fn start_call<B: 'static>(
-        self: &Arc<Self>,
-        req: &mut Request<B>,
-        start: Instant,
-    ) -> Option<Guard> {
+    pub(crate) fn start_call<B: 'static>(self: &Arc<Self>, req: &mut Request<B>) -> Option<Guard> {
         let tracing = self.tracing();
         if !tracing
             && self.instruments.is_none()
@@ -134,6 +142,7 @@ impl Shared {
         {
             return None;
         }
+        let start = Instant::now();
         let mut info = describe::call_info(req, self.provider.as_ref());
         self.read_model(req, &mut info);
         let parent = self.parent_of(req.extensions());
@@ -210,25 +219,27 @@ impl Shared {
 
     /// Starts an attempt's span, injects the trace context into its headers, and returns what
     /// ends it. `None` when nothing listens.
-    pub(crate) fn start_attempt<B>(
-        self: &Arc<Self>,
-        req: &mut Request<B>,
-        start: Instant,
-    ) -> Option<Guard> {
+    pub(crate) fn start_attempt<B>(self: &Arc<Self>, req: &mut Request<B>) -> Option<Guard> {
         let scope = req.extensions().get::<CallScope>().map(|s| s.0.clone());
-        let parent = match &scope {
-            Some(scope) => scope.cx.clone(),
-            None => self.parent_of(req.extensions()),
-        };
         let resend_count = scope
             .as_ref()
             .map(|s| s.attempts.fetch_add(1, Ordering::Relaxed))
             .filter(|n| *n > 0);
+        let parent = |req: &Request<B>| match &scope {
+            Some(scope) => scope.cx.clone(),
+            None => self.parent_of(req.extensions()),
+        };
         let tracing = self.tracing();
         if !tracing && self.instruments.is_none() {
-            self.inject(&parent, req.headers_mut());
+            // `HeaderMap::new` does not allocate; taking the headers out lets the context be
+            // read from the extensions only if the propagator wants it.
+            let mut headers = std::mem::take(req.headers_mut());
+            self.inject(|| parent(req), &mut headers);
+            *req.headers_mut() = headers;
             return None;
         }
+        let start = Instant::now();
+        let parent = parent(req);
         let server = match &scope {
             Some(scope) => scope.info.server.clone(),
             None => describe::server(req.uri(), req.headers()),
@@ -254,7 +265,7 @@ impl Shared {
         } else {
             (parent, false)
         };
-        self.inject(&cx, req.headers_mut());
+        self.inject(|| cx.clone(), req.headers_mut());
         let attempt = AttemptState {
             shared: self.clone(),
             cx,
