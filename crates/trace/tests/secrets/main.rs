@@ -1,4 +1,11 @@
 //! The API key never reaches a span, an event, a metric attribute or a log line.
+//!
+//! A test binary of its own: `tracing`'s per-callsite interest cache is process-wide, and a
+//! test on another thread hitting a callsite first, with no subscriber, could hide log lines
+//! from this test's thread-local subscriber.
+
+#[path = "../trace/support.rs"]
+mod support;
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -13,7 +20,7 @@ use towline_core::{
     ApiError, CircuitState, Error, ErrorKind, Event, SessionQueueReason, StopReason, ThrottleReason,
 };
 
-use crate::support::*;
+use support::*;
 
 /// Recognizable in any output, whole or in part.
 const SECRET: &str = "QZX9SECRETKEY7741";
