@@ -10,9 +10,9 @@
 
 #[doc(inline)]
 pub use towline_core::{
-    ApiError, ApiKey, BoxError, Clock, Endpoint, Error, ErrorKind, FakeClock, KeyExtractor,
-    KeyHash, RateLimitSnapshot, RateLimitWindow, RetryHint, SessionHeader, TokioClock, event,
-    replay,
+    ApiError, ApiKey, BoxError, Clock, Endpoint, Error, ErrorKind, FakeClock, HintSource,
+    KeyExtractor, KeyHash, RateLimitSnapshot, RateLimitWindow, RetryHint, SessionHeader,
+    TokioClock, event, replay,
 };
 
 /// The shared vocabulary, whole.

@@ -1,1 +1,74 @@
-fn main() {}
+//! The `towline` command.
+//!
+//! - `towline soak` sends load through the full towline stack, against the embedded mock
+//!   provider (the default) or a real OpenAI-compatible API, and reports what happened.
+//! - `towline mock` serves the mock provider for your own tests.
+//! - `towline classify` tells what towline makes of one provider response.
+#![forbid(unsafe_code)]
+
+mod classify;
+
+use std::fmt;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Make LLM provider calls dependable: soak the towline stack, serve the mock provider, or
+/// classify a provider response.
+#[derive(Debug, Parser)]
+#[command(name = "towline", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tell what towline makes of one provider response (prints one JSON object).
+    Classify(classify::ClassifyArgs),
+}
+
+/// A failure the command reports in one line before exiting non-zero.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    message: String,
+    code: u8,
+}
+
+impl CliError {
+    /// Bad flags or input: exit code 2, like clap's own usage errors.
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: 2,
+        }
+    }
+
+    /// The run itself failed (unreachable target, server could not start): exit code 1.
+    pub(crate) fn run(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Classify(args) => args.run().map(|json| println!("{json}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("towline: {e}");
+            ExitCode::from(e.code)
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Removing credentials from provider messages.
+//!
+//! Providers sometimes echo the key they were sent ("Incorrect API key provided: sk-…"). An
+//! [`ApiError`](towline_core::ApiError) ends up in logs, spans and user-facing reports, so the
+//! classifier replaces such echoes with `[redacted]`. Two rules:
+//!
+//! - anything shaped like an API key: `sk-…`/`sk_…` (OpenAI, Moonshot, DeepSeek, aiapi),
+//!   `kaiko_live_…`/`kaiko_test_…`, `AIza…` (Google), and the token after `Bearer `;
+//! - an exact echo of the request's own credential, whatever its shape. The layer does not keep
+//!   the credential for this: it keeps its length and a 64-bit digest
+//!   ([`KeyHash`]), and compares the digest of each same-length window of
+//!   the message. So the response future never holds a secret, and the cost is paid on the error
+//!   path only.
+
+use std::borrow::Cow;
+
+use towline_core::KeyHash;
+
+/// What replaces a credential.
+pub const REDACTED: &str = "[redacted]";
+
+/// Prefixes that start an API-key-shaped token.
+const KEY_PREFIXES: [&[u8]; 6] = [
+    b"sk-",
+    b"sk_",
+    b"kaiko_live_",
+    b"kaiko_test_",
+    b"AIza",
+    b"Bearer ",
+];
+
+/// How many token characters after a prefix make it a key rather than a word ("sk-learn").
+const MIN_KEY_TAIL: usize = 8;
+
+/// Credentials shorter than this are not searched for: a 3-byte "key" would redact words.
+const MIN_CREDENTIAL_LEN: usize = 8;
+
+/// The request's credential, kept as a digest: what [`redact_with`] needs to find an exact echo.
+///
+/// ```
+/// use towline_normalize::scrub::Credential;
+/// let c = Credential::of(b"sk-proj-secret-1234567890");
+/// assert!(!format!("{c:?}").contains("secret"));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Credential {
+    len: usize,
+    digest: KeyHash,
+}
+
+impl Credential {
+    /// The digest of `credential`, or `None` for one too short to search for safely.
+    pub fn of(credential: &[u8]) -> Option<Self> {
+        (credential.len() >= MIN_CREDENTIAL_LEN).then(|| Credential {
+            len: credential.len(),
+            digest: KeyHash::of(credential),
+        })
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({} bytes, {})", self.len, self.digest)
+    }
+}
+
+/// Replaces API-key-shaped tokens (`sk-…`, `kaiko_live_…`, `AIza…`, `Bearer …`) with
+/// `[redacted]`. Borrows when there is nothing to replace.
+///
+/// ```
+/// use towline_normalize::scrub::redact;
+/// assert_eq!(
+///     redact("Incorrect API key provided: sk-proj-********abcd. You can find your key ..."),
+///     "Incorrect API key provided: [redacted]. You can find your key ..."
+/// );
+/// assert_eq!(redact("use scikit (sk-learn)"), "use scikit (sk-learn)");
+/// ```
+pub fn redact(text: &str) -> Cow<'_, str> {
+    redact_with(text, None)
+}
+
+/// Like [`redact`], and also replaces every exact echo of `credential`.
+///
+/// ```
+/// use towline_normalize::scrub::{redact_with, Credential};
+/// let key = Credential::of(b"kimi-free-token-0123456789");
+/// assert_eq!(
+///     redact_with("token kimi-free-token-0123456789 expired", key),
+///     "token [redacted] expired"
+/// );
+/// ```
+pub fn redact_with(text: &str, credential: Option<Credential>) -> Cow<'_, str> {
+    let mut spans = key_shaped_spans(text.as_bytes());
+    if let Some(credential) = credential {
+        spans.extend(echo_spans(text, credential));
+        spans.sort_unstable();
+    }
+    if spans.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        if end <= at {
+            continue;
+        }
+        let start = start.max(at);
+        out.push_str(&text[at..start]);
+        if !out.ends_with(REDACTED) {
+            out.push_str(REDACTED);
+        }
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Cow::Owned(out)
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*' | b'.' | b'~' | b'+' | b'/' | b'=')
+}
+
+/// Byte ranges of key-shaped tokens. The prefix must start a token (not `desk-…`).
+fn key_shaped_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_token_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        let prefix = if at_token_start {
+            KEY_PREFIXES.iter().find(|p| bytes[i..].starts_with(p))
+        } else {
+            None
+        };
+        let Some(prefix) = prefix else {
+            i += 1;
+            continue;
+        };
+        let tail_start = i + prefix.len();
+        let mut end = tail_start;
+        while end < bytes.len() && is_token_byte(bytes[end]) {
+            end += 1;
+        }
+        // A trailing dot ends a sentence, not a key.
+        while end > tail_start && bytes[end - 1] == b'.' {
+            end -= 1;
+        }
+        if end - tail_start >= MIN_KEY_TAIL {
+            // Keep "Bearer " itself; redact the token after it.
+            let start = if *prefix == b"Bearer " { tail_start } else { i };
+            spans.push((start, end));
+            i = end;
+        } else {
+            i = tail_start;
+        }
+    }
+    spans
+}
+
+/// Byte ranges (on char boundaries) whose digest equals the credential's.
+fn echo_spans(text: &str, credential: Credential) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut start = 0;
+    while start + credential.len <= bytes.len() {
+        let end = start + credential.len;
+        if text.is_char_boundary(start)
+            && text.is_char_boundary(end)
+            && KeyHash::of(&bytes[start..end]) == credential.digest
+        {
+            spans.push((start, end));
+            start = end;
+        } else {
+            start += 1;
+        }
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_shapes() {
+        assert_eq!(
+            redact("key sk-abcdefgh1234 and kaiko_live_0123456789abc."),
+            "key [redacted] and [redacted]."
+        );
+        assert_eq!(
+            redact("Authorization: Bearer eyJhbGciOi.J9xyz end"),
+            "Authorization: Bearer [redacted] end"
+        );
+        assert_eq!(redact("AIzaSyA-1234567890abcdefgh"), "[redacted]");
+        assert_eq!(
+            redact("task-abcdefghij desk-12345678901"),
+            "task-abcdefghij desk-12345678901"
+        );
+        assert!(matches!(redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn exact_echo_of_any_shape_and_overlaps() {
+        let c = Credential::of(b"0123456789abcdef");
+        assert_eq!(
+            redact_with("a 0123456789abcdef b 0123456789abcdef", c),
+            "a [redacted] b [redacted]"
+        );
+        // The echo is also key-shaped: one replacement, not two.
+        let c = Credential::of(b"sk-0123456789");
+        assert_eq!(redact_with("x sk-0123456789 y", c), "x [redacted] y");
+        // Non-ASCII around the echo is kept intact.
+        let c = Credential::of(b"secret-token-99");
+        assert_eq!(
+            redact_with("令牌secret-token-99已失效", c),
+            "令牌[redacted]已失效"
+        );
+    }
+
+    #[test]
+    fn short_credentials_are_not_searched() {
+        assert!(Credential::of(b"abc").is_none());
+        assert_eq!(redact_with("abc abc", Credential::of(b"abc")), "abc abc");
+    }
+}
