@@ -32,8 +32,7 @@ impl<B> ResponseBody<B> {
         ResponseBody { inner, guard }
     }
 
-    /// The inner body. Dropping the result before its end leaves the span open until this
-    /// wrapper is dropped.
+    /// The inner body.
     pub fn get_ref(&self) -> &B {
         &self.inner
     }

@@ -513,7 +513,7 @@ impl Ending {
             err.downcast_ref::<BoxError>()
                 .and_then(|e| e.downcast_ref::<Error>())
         });
-        let status = self.status;
+        let (status, request_id) = (self.status, self.request_id.take());
         *self = match towline {
             Some(err) => Ending::error(err),
             None => Ending {
@@ -526,7 +526,9 @@ impl Ending {
                 ..Ending::default()
             },
         };
+        // What the response head said still holds when the error does not say better.
         self.status = self.status.or(status);
+        self.request_id = self.request_id.take().or(request_id);
     }
 
     fn attributes(&self, attrs: &mut Vec<KeyValue>) {

@@ -680,3 +680,15 @@ async fn span_frame_of_an_empty_body_ends_with_the_response() {
     assert!(none.is_none());
     assert!(otel.finished_spans().iter().all(|s| s.events.is_empty()));
 }
+
+#[test]
+fn span_carrying_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    type Fut = std::future::Ready<Result<Response<Full<Bytes>>, Error>>;
+    send_sync::<towline_trace::ResponseFuture<Fut>>();
+    send_sync::<towline_trace::ResponseBody<Full<Bytes>>>();
+    send_sync::<towline_trace::Trace<()>>();
+    send_sync::<towline_trace::TraceAttempt<()>>();
+    send_sync::<TraceLayer>();
+    send_sync::<towline_trace::AttemptLayer>();
+}
