@@ -32,6 +32,28 @@
 //! from then on no span or attribute is built; with metrics turned off too
 //! ([`TraceBuilder::metrics`]), a call costs a clock read and, per attempt, the propagator.
 //!
+//! # Where the two layers go
+//!
+//! ```text
+//! TraceLayer → session → retry → throttle → breaker → AttemptLayer → timeout → normalize → client
+//! ```
+//!
+//! The call layer is outermost so that its span covers the session wait and every retry. The
+//! attempt layer must be below the retry layer (one span per attempt); right above the
+//! per-attempt timeout is best: an attempt the throttle or the breaker refused was never sent
+//! and gets no HTTP span (the refusal is an event on the call's span), the throttle's waits do
+//! not inflate `http.client.request.duration`, and a timed-out attempt is seen as
+//! `error.type = timeout` rather than as cancelled. Any placement below the retry layer works.
+//!
+//! # Why a span ends with the body
+//!
+//! An LLM answer is often a stream that lasts longer than the wait for its headers. The
+//! conventions time a call to its last byte, so both layers wrap the response body: the span
+//! ends when the body ends, fails (`error.type` from the body's towline error, else
+//! `stream_interrupted` after output or `transport` before), or is dropped (an event
+//! `towline.response.body_dropped`, no error). A call dropped before its response is
+//! `error.type = cancelled`.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
