@@ -53,14 +53,21 @@ pub(crate) fn server(uri: &Uri, headers: &HeaderMap) -> Option<(Arc<str>, u16)> 
         _ => 443,
     };
     if let Some(host) = uri.host() {
-        return Some((host.into(), uri.port_u16().unwrap_or(default_port)));
+        return Some((bare(host).into(), uri.port_u16().unwrap_or(default_port)));
     }
     let header = headers.get(HOST)?.to_str().ok()?;
     let authority: http::uri::Authority = header.parse().ok()?;
     Some((
-        authority.host().into(),
+        bare(authority.host()).into(),
         authority.port_u16().unwrap_or(default_port),
     ))
+}
+
+/// An IPv6 literal without its URI brackets, as `server.address` wants it.
+fn bare(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// Query parameters whose values are kept in `url.full` by default: they select an API version
@@ -347,6 +354,8 @@ mod tests {
         assert_eq!((&*host, port), ("api.openai.com", 443));
         let (_, port) = server(&"http://127.0.0.1/x".parse().unwrap(), &empty).unwrap();
         assert_eq!(port, 80);
+        let (host, port) = server(&"http://[::1]:9000/x".parse().unwrap(), &empty).unwrap();
+        assert_eq!((&*host, port), ("::1", 9000));
         let mut headers = HeaderMap::new();
         headers.insert(HOST, "localhost:8080".parse().unwrap());
         let (host, port) = server(&"/v1".parse().unwrap(), &headers).unwrap();
