@@ -23,12 +23,12 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        guard: Option<Guard>,
+        guard: Option<Box<Guard>>,
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, guard: Option<Guard>) -> Self {
+    pub(crate) fn new(inner: B, guard: Option<Box<Guard>>) -> Self {
         ResponseBody { inner, guard }
     }
 

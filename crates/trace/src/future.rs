@@ -20,12 +20,12 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        guard: Option<Guard>,
+        guard: Option<Box<Guard>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, guard: Option<Guard>) -> Self {
+    pub(crate) fn new(inner: F, guard: Option<Box<Guard>>) -> Self {
         ResponseFuture { inner, guard }
     }
 }

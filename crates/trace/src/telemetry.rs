@@ -134,7 +134,10 @@ impl Shared {
 
     /// Starts the logical span of a call and puts what the layers below need in its
     /// extensions. `None` when nothing listens (no-op tracer, no metrics, no debug log).
-    pub(crate) fn start_call<B: 'static>(self: &Arc<Self>, req: &mut Request<B>) -> Option<Guard> {
+    pub(crate) fn start_call<B: 'static>(
+        self: &Arc<Self>,
+        req: &mut Request<B>,
+    ) -> Option<Box<Guard>> {
         let tracing = self.tracing();
         if !tracing
             && self.instruments.is_none()
@@ -171,7 +174,7 @@ impl Shared {
             None => ours,
         };
         req.extensions_mut().insert(observer);
-        Some(Guard::new(Target::Call(state), start))
+        Some(Box::new(Guard::new(Target::Call(state), start)))
     }
 
     fn call_attributes<B>(&self, req: &Request<B>, info: &CallInfo) -> Vec<KeyValue> {
@@ -219,7 +222,7 @@ impl Shared {
 
     /// Starts an attempt's span, injects the trace context into its headers, and returns what
     /// ends it. `None` when nothing listens.
-    pub(crate) fn start_attempt<B>(self: &Arc<Self>, req: &mut Request<B>) -> Option<Guard> {
+    pub(crate) fn start_attempt<B>(self: &Arc<Self>, req: &mut Request<B>) -> Option<Box<Guard>> {
         let scope = req.extensions().get::<CallScope>().map(|s| s.0.clone());
         let resend_count = scope
             .as_ref()
@@ -273,7 +276,7 @@ impl Shared {
             method,
             server,
         };
-        Some(Guard::new(Target::Attempt(attempt), start))
+        Some(Box::new(Guard::new(Target::Attempt(attempt), start)))
     }
 }
 
@@ -562,9 +565,10 @@ pub(crate) enum Target {
     Attempt(AttemptState),
 }
 
-/// Ends a call's or an attempt's span and records its metrics exactly once, when dropped:
-/// by the response future on an error, by the response body at its end, or by whichever of them
-/// the caller drops first (a cancellation).
+/// Ends a call's or an attempt's span and records its metrics exactly once, when dropped: by
+/// the response future on an error, by the response body at its end, or by whichever of them
+/// the caller drops first (a cancellation). Boxed, so that futures and bodies carrying none stay
+/// small.
 pub(crate) struct Guard {
     target: Target,
     start: Instant,
