@@ -29,8 +29,12 @@
 //! recorded, only their type, code and request id.
 //!
 //! **Close to free without an SDK.** The API's no-op tracer is recognized on the first call and
-//! from then on no span or attribute is built; with metrics turned off too
-//! ([`TraceBuilder::metrics`]), a call costs a clock read and, per attempt, the propagator.
+//! from then on no span, attribute or clock read is made for tracing; the attempt layer asks the
+//! propagator for its fields and builds no context when it has none (the API's default). With
+//! metrics off too ([`TraceBuilder::metrics`]), both layers together add about 0.2 µs per call
+//! on a 2-core machine. Metrics are on by default (they go to the global meter provider, which
+//! the API cannot tell apart from a no-op one): describing the call for its metric points then
+//! costs about 1.5 µs, so turn them off when no meter provider is installed.
 //!
 //! # Where the two layers go
 //!
