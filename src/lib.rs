@@ -15,6 +15,8 @@ pub use towline_core::{
     TokioClock, event, replay,
 };
 
+pub mod toggle;
+
 /// The shared vocabulary, whole.
 pub use towline_core as core;
 

@@ -64,8 +64,9 @@ impl From<&ApiError> for Classification {
 
 impl ClassifyArgs {
     pub(crate) fn run(&self) -> Result<String, CliError> {
-        let status = StatusCode::from_u16(self.status)
-            .map_err(|_| CliError::usage(format!("--status {} is not an HTTP status", self.status)))?;
+        let status = StatusCode::from_u16(self.status).map_err(|_| {
+            CliError::usage(format!("--status {} is not an HTTP status", self.status))
+        })?;
         let headers = parse_headers(&self.headers)?;
         let body = match (&self.body_file, &self.body) {
             (Some(path), _) => std::fs::read(path).map_err(|e| {
@@ -134,7 +135,10 @@ mod tests {
         let c = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), body);
         assert_eq!(c.kind, Some("quota_exhausted"));
         assert!(!c.retryable);
-        assert_eq!(c.provider_type.as_deref(), Some("exceeded_current_quota_error"));
+        assert_eq!(
+            c.provider_type.as_deref(),
+            Some("exceeded_current_quota_error")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod classify;
+mod mock;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ struct Cli {
 enum Command {
     /// Tell what towline makes of one provider response (prints one JSON object).
     Classify(classify::ClassifyArgs),
+    /// Serve the mock provider (a real HTTP server speaking every provider dialect, with
+    /// scripted faults) until Ctrl-C; prints its base URL on stdout.
+    Mock(mock::MockArgs),
 }
 
 /// A failure the command reports in one line before exiting non-zero.
@@ -59,10 +63,18 @@ impl fmt::Display for CliError {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::run(format!("cannot start the async runtime: {e}")))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Classify(args) => args.run().map(|json| println!("{json}")),
+        Command::Mock(args) => runtime().and_then(|rt| rt.block_on(args.run())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

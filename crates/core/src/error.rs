@@ -197,6 +197,13 @@ impl Error {
     }
 }
 
+// Bodies that cannot fail (`Full`, `String`, `Empty`) have `Infallible` errors.
+impl From<std::convert::Infallible> for Error {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
 impl From<ApiError> for Error {
     fn from(api: ApiError) -> Self {
         Error::Api(Box::new(api))

@@ -43,7 +43,7 @@ pin_project! {
     #[project = InnerProj]
     enum Inner<B> {
         // Bytes held in memory; cloning them is a reference count.
-        Full { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        Full { data: Option<Bytes>, trailers: Option<Box<HeaderMap>> },
         // A body too large to hold: what was read while deciding, then the rest.
         Streaming { prefix: VecDeque<Bytes>, #[pin] rest: B },
     }
@@ -55,7 +55,7 @@ impl<B> ReplayBody<B> {
         Self::with_trailers(data, None)
     }
 
-    fn with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+    fn with_trailers(data: Bytes, trailers: Option<Box<HeaderMap>>) -> Self {
         let data = (!data.is_empty()).then_some(data);
         ReplayBody {
             inner: Inner::Full { data, trailers },
@@ -114,7 +114,7 @@ where
             InnerProj::Full { data, trailers } => {
                 let frame = match data.take() {
                     Some(data) => Some(Frame::data(data)),
-                    None => trailers.take().map(Frame::trailers),
+                    None => trailers.take().map(|t| Frame::trailers(*t)),
                 };
                 Poll::Ready(frame.map(Ok))
             }
@@ -173,7 +173,7 @@ where
 /// assert_eq!(first.uri(), second.uri());
 /// assert_eq!(template.body().len(), 13);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReplayableRequest {
     method: Method,
     uri: Uri,
@@ -181,7 +181,22 @@ pub struct ReplayableRequest {
     headers: HeaderMap,
     extensions: Extensions,
     body: Bytes,
-    trailers: Option<HeaderMap>,
+    // Boxed: trailers are rare, and the template is moved through the retry future.
+    trailers: Option<Box<HeaderMap>>,
+}
+
+impl fmt::Debug for ReplayableRequest {
+    // By hand: header values (the API key among them) must never reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayableRequest")
+            .field("method", &self.method)
+            .field("uri", &self.uri.path())
+            .field("version", &self.version)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("body_len", &self.body.len())
+            .field("trailers", &self.trailers.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReplayableRequest {
@@ -244,12 +259,25 @@ impl ReplayableRequest {
 }
 
 /// What [`BufferRequest`] made of a request.
-#[derive(Debug)]
 pub enum Buffered<B> {
     /// The body fit under the limit: replay it as often as needed.
     Replayable(ReplayableRequest),
     /// The body is larger than the limit: this request can be sent once.
     OneShot(Request<ReplayBody<B>>),
+}
+
+impl<B> fmt::Debug for Buffered<B> {
+    // By hand: `http::Request`'s own `Debug` prints header values.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Buffered::Replayable(template) => f.debug_tuple("Replayable").field(template).finish(),
+            Buffered::OneShot(request) => f
+                .debug_struct("OneShot")
+                .field("method", request.method())
+                .field("uri", &request.uri().path())
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 pin_project! {
@@ -280,7 +308,7 @@ pin_project! {
     /// ```
     pub struct BufferRequest<B> {
         state: Option<(Parts, B)>,
-        chunks: VecDeque<Bytes>,
+        chunks: Chunks,
         len: usize,
         limit: usize,
     }
@@ -292,7 +320,7 @@ impl<B> BufferRequest<B> {
         let (parts, body) = req.into_parts();
         BufferRequest {
             state: Some((parts, body)),
-            chunks: VecDeque::new(),
+            chunks: Chunks::default(),
             len: 0,
             limit,
         }
@@ -339,44 +367,69 @@ where
                     Ok(mut data) => {
                         let chunk = data.copy_to_bytes(data.remaining());
                         *this.len += chunk.len();
-                        if !chunk.is_empty() {
-                            this.chunks.push_back(chunk);
-                        }
+                        this.chunks.push(chunk);
                         if *this.len > *this.limit {
                             return Poll::Ready(Ok(one_shot(this.state, this.chunks)));
                         }
                     }
                     Err(frame) => {
-                        trailers = frame.into_trailers().ok();
+                        trailers = frame.into_trailers().ok().map(Box::new);
                         break;
                     }
                 },
             }
         }
         let (parts, _) = this.state.take().expect("checked above");
-        let mut template = ReplayableRequest::new(parts, concat(this.chunks));
+        let mut template = ReplayableRequest::new(parts, this.chunks.concat());
         template.trailers = trailers;
         Poll::Ready(Ok(Buffered::Replayable(template)))
     }
 }
 
-fn one_shot<B>(state: &mut Option<(Parts, B)>, chunks: &mut VecDeque<Bytes>) -> Buffered<B> {
+fn one_shot<B>(state: &mut Option<(Parts, B)>, chunks: &mut Chunks) -> Buffered<B> {
     let (parts, rest) = state.take().expect("BufferRequest polled after completion");
-    let body = ReplayBody::streaming(std::mem::take(chunks), rest);
+    let body = ReplayBody::streaming(chunks.take_all(), rest);
     Buffered::OneShot(Request::from_parts(parts, body))
 }
 
-fn concat(chunks: &mut VecDeque<Bytes>) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop_front().expect("one chunk"),
-        _ => {
-            let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for chunk in chunks.drain(..) {
-                all.extend_from_slice(&chunk);
-            }
-            all.freeze()
+/// The chunks read so far. A body of one chunk (every in-memory body) needs no allocation.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    more: VecDeque<Bytes>,
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
         }
+        match self.first {
+            None => self.first = Some(chunk),
+            Some(_) => self.more.push_back(chunk),
+        }
+    }
+
+    fn take_all(&mut self) -> VecDeque<Bytes> {
+        let mut all = std::mem::take(&mut self.more);
+        if let Some(first) = self.first.take() {
+            all.push_front(first);
+        }
+        all
+    }
+
+    fn concat(&mut self) -> Bytes {
+        let first = self.first.take().unwrap_or_default();
+        if self.more.is_empty() {
+            return first;
+        }
+        let len = first.len() + self.more.iter().map(Bytes::len).sum::<usize>();
+        let mut all = BytesMut::with_capacity(len);
+        all.extend_from_slice(&first);
+        for chunk in self.more.drain(..) {
+            all.extend_from_slice(&chunk);
+        }
+        all.freeze()
     }
 }
 
@@ -447,6 +500,18 @@ mod tests {
             panic!("fits");
         };
         assert_eq!(t.body().as_ptr(), ptr);
+    }
+
+    #[test]
+    fn debug_never_shows_header_values() {
+        let req = Request::post("http://h/v1?key=sk-query")
+            .header("authorization", "Bearer sk-secret")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let debug = format!("{:?}", ReplayableRequest::new(parts, Bytes::new()));
+        assert!(debug.contains("authorization"), "{debug}");
+        assert!(!debug.contains("sk-"), "{debug}");
     }
 
     #[tokio::test]
