@@ -1,0 +1,152 @@
+//! The whole path over real HTTP: trace → retry (the real layer) → attempt → normalize →
+//! hyper-util client → the towline mock provider on loopback.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::trace::Status;
+use tower::{ServiceBuilder, ServiceExt};
+use towline_core::ReplayBody;
+use towline_mock::{Dialect, Fault, MockProvider, Script};
+use towline_normalize::NormalizeLayer;
+use towline_retry::RetryLayer;
+use towline_trace::names;
+
+use crate::support::*;
+
+const KEY: &str = "sk-e2e-span-metric-5551";
+
+#[tokio::test(start_paused = true)]
+async fn span_context_reaches_the_mock_provider_on_every_attempt() {
+    let server = MockProvider::builder()
+        .models(["kimi-k2"])
+        .key(
+            KEY,
+            Script::new(Dialect::Moonshot).fault(Fault::server_error().first(2)),
+        )
+        .start()
+        .await
+        .unwrap();
+    let otel = Otel::new();
+    let trace = otel.layer();
+    let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
+    let svc = ServiceBuilder::new()
+        .layer(trace.clone())
+        .layer(
+            RetryLayer::builder()
+                .max_retries(3)
+                .seed(7)
+                .build()
+                .unwrap(),
+        )
+        .layer(trace.attempt_layer())
+        .layer(NormalizeLayer::new())
+        .service(client);
+
+    let req = Request::post(server.url("/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"kimi-k2","messages":[{"role":"user","content":"hi"}]}"#,
+        )))
+        .unwrap();
+    let resp = svc.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+
+    // The spans: one call, three attempts, two of them 500s the retry layer retried.
+    let spans = otel.finished_spans();
+    let call = spans_named(&spans, "chat kimi-k2")[0];
+    let tries = spans_named(&spans, "POST");
+    assert_eq!(tries.len(), 3, "{spans:#?}");
+    let port = server.addr().port().to_string();
+    assert_eq!(
+        attr_str(call, names::SERVER_ADDRESS).as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(attr_str(call, names::SERVER_PORT), Some(port));
+    assert_eq!(
+        attr_str(call, names::HTTP_RESPONSE_STATUS_CODE).as_deref(),
+        Some("200")
+    );
+    assert_eq!(call.status, Status::Unset);
+    let retried: Vec<_> = call
+        .events
+        .iter()
+        .filter(|e| e.name == names::EVENT_RETRY_SCHEDULED)
+        .map(|e| event_attr(&e.attributes, names::ERROR_TYPE).map(|v| v.to_string()))
+        .collect();
+    assert_eq!(
+        retried,
+        [Some("server".to_owned()), Some("server".to_owned())]
+    );
+    for (i, attempt) in tries.iter().enumerate() {
+        assert_eq!(attempt.parent_span_id, call.span_context.span_id());
+        let resend = attr_str(attempt, names::HTTP_REQUEST_RESEND_COUNT);
+        assert_eq!(resend, (i > 0).then(|| i.to_string()));
+        let status = attr_str(attempt, names::HTTP_RESPONSE_STATUS_CODE);
+        let class = attr_str(attempt, names::ERROR_TYPE);
+        if i < 2 {
+            assert_eq!(status.as_deref(), Some("500"));
+            assert_eq!(class.as_deref(), Some("server"));
+        } else {
+            assert_eq!(status.as_deref(), Some("200"));
+            assert_eq!(class, None);
+        }
+    }
+
+    // The mock's journal: each arrival carried its own attempt span as its parent.
+    let journal = server.journal();
+    let seen: Vec<_> = journal
+        .arrivals()
+        .iter()
+        .map(|a| a.headers["traceparent"].to_str().unwrap().to_owned())
+        .collect();
+    let sent: Vec<_> = tries
+        .iter()
+        .map(|s| traceparent_of(s.span_context.trace_id(), s.span_context.span_id()))
+        .collect();
+    assert_eq!(seen, sent);
+    assert!(
+        journal
+            .arrivals()
+            .iter()
+            .all(|a| !a.headers.contains_key("authorization"))
+    );
+
+    // The metrics of the same run.
+    let points = otel.points();
+    let failed = point(
+        &points,
+        names::HTTP_CLIENT_REQUEST_DURATION,
+        &[
+            (names::ERROR_TYPE, "server"),
+            (names::HTTP_RESPONSE_STATUS_CODE, "500"),
+        ],
+        &[],
+    );
+    assert_eq!(failed.count, 2);
+    let ok = point(
+        &points,
+        names::HTTP_CLIENT_REQUEST_DURATION,
+        &[(names::HTTP_RESPONSE_STATUS_CODE, "200")],
+        &[names::ERROR_TYPE],
+    );
+    assert_eq!(ok.count, 1);
+    assert_eq!(
+        point(
+            &points,
+            names::RETRIES,
+            &[(names::ERROR_TYPE, "server")],
+            &[]
+        )
+        .value,
+        2.0
+    );
+    assert_eq!(
+        point(&points, names::CALLS, &[], &[names::ERROR_TYPE]).value,
+        1.0
+    );
+}
