@@ -1,14 +1,19 @@
 //! The whole path over real HTTP: trace → retry (the real layer) → attempt → normalize →
 //! hyper-util client → the towline mock provider on loopback.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::Status;
-use tower::{ServiceBuilder, ServiceExt};
-use towline_core::ReplayBody;
+use tower::{Service, ServiceBuilder, ServiceExt, layer::layer_fn};
+use towline_core::{Event, ReplayBody};
 use towline_mock::{Dialect, Fault, MockProvider, Script};
 use towline_normalize::NormalizeLayer;
 use towline_retry::RetryLayer;
@@ -18,8 +23,47 @@ use crate::support::*;
 
 const KEY: &str = "sk-e2e-span-metric-5551";
 
+/// Stands for the session and throttle layers (not yet on main): waits, then reports the wait
+/// as the real layer would, then calls the inner service.
+#[derive(Clone)]
+struct Waits<S> {
+    inner: S,
+    wait: Duration,
+    event: Event,
+}
+
+impl<S, B> Service<Request<B>> for Waits<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let (wait, event) = (self.wait, self.event);
+        Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            towline_core::event::emit(req.extensions(), || event);
+            inner.call(req).await
+        })
+    }
+}
+
+fn waits<S>(wait: Duration, event: Event) -> impl tower::Layer<S, Service = Waits<S>> + Clone {
+    layer_fn(move |inner| Waits { inner, wait, event })
+}
+
 #[tokio::test(start_paused = true)]
-async fn span_context_reaches_the_mock_provider_on_every_attempt() {
+async fn span_tree_over_http_queued_throttled_retried_twice_traceparent_at_the_mock() {
     let server = MockProvider::builder()
         .models(["kimi-k2"])
         .key(
@@ -34,6 +78,7 @@ async fn span_context_reaches_the_mock_provider_on_every_attempt() {
     let client = Client::builder(TokioExecutor::new()).build_http::<ReplayBody<Full<Bytes>>>();
     let svc = ServiceBuilder::new()
         .layer(trace.clone())
+        .layer(waits(secs(150), Event::SessionWaited { waited: secs(150) }))
         .layer(
             RetryLayer::builder()
                 .max_retries(3)
@@ -41,6 +86,7 @@ async fn span_context_reaches_the_mock_provider_on_every_attempt() {
                 .build()
                 .unwrap(),
         )
+        .layer(waits(secs(20), Event::ThrottleWaited { waited: secs(20) }))
         .layer(trace.attempt_layer())
         .layer(NormalizeLayer::new())
         .service(client);
@@ -72,6 +118,18 @@ async fn span_context_reaches_the_mock_provider_on_every_attempt() {
         Some("200")
     );
     assert_eq!(call.status, Status::Unset);
+    let events: Vec<_> = call.events.iter().map(|e| e.name.as_ref()).collect();
+    assert_eq!(
+        events,
+        [
+            names::EVENT_SESSION_WAITED,
+            names::EVENT_THROTTLE_WAITED,
+            names::EVENT_RETRY_SCHEDULED,
+            names::EVENT_THROTTLE_WAITED,
+            names::EVENT_RETRY_SCHEDULED,
+            names::EVENT_THROTTLE_WAITED,
+        ]
+    );
     let retried: Vec<_> = call
         .events
         .iter()
