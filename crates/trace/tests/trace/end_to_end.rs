@@ -13,6 +13,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::trace::Status;
 use tower::{Service, ServiceBuilder, ServiceExt, layer::layer_fn};
+use towline_breaker::BreakerLayer;
+use towline_core::{CircuitState, ErrorKind};
 use towline_core::{Event, ReplayBody};
 use towline_mock::{Dialect, Fault, MockProvider, Script};
 use towline_normalize::NormalizeLayer;
@@ -205,6 +207,109 @@ async fn span_tree_over_http_queued_throttled_retried_twice_traceparent_at_the_m
     );
     assert_eq!(
         point(&points, names::CALLS, &[], &[names::ERROR_TYPE]).value,
+        1.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn span_of_a_call_cut_by_the_real_breaker_over_http() {
+    let server = MockProvider::builder()
+        .models(["kimi-k2"])
+        .key(
+            KEY,
+            Script::new(Dialect::Moonshot).fault(Fault::server_error()),
+        )
+        .start()
+        .await
+        .unwrap();
+    let otel = Otel::new();
+    let trace = otel.layer();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let breaker = BreakerLayer::builder()
+        .consecutive_failures(2)
+        .open_duration(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(trace.clone())
+        .layer(breaker)
+        .layer(trace.attempt_layer())
+        .layer(NormalizeLayer::new())
+        .service(client);
+    let request = || {
+        Request::post(server.url("/chat/completions"))
+            .header("x-api-key", KEY)
+            .body(Full::new(Bytes::from_static(
+                br#"{"model":"kimi-k2","messages":[]}"#,
+            )))
+            .unwrap()
+    };
+
+    let kinds: Vec<_> = [(); 3]
+        .iter()
+        .map(|_| svc.clone().oneshot(request()))
+        .collect::<Vec<_>>();
+    let mut got = Vec::new();
+    for call in kinds {
+        got.push(call.await.unwrap_err().kind()); // one after the other
+    }
+    assert_eq!(
+        got,
+        [ErrorKind::Server, ErrorKind::Server, ErrorKind::CircuitOpen]
+    );
+    assert_eq!(server.journal().arrivals().len(), 2, "the third never left");
+
+    let spans = otel.finished_spans();
+    let calls = spans_named(&spans, "chat kimi-k2");
+    assert_eq!(calls.len(), 3);
+    assert_eq!(
+        spans_named(&spans, "POST").len(),
+        2,
+        "no attempt span for the cut call"
+    );
+    // The second call's failure opened the circuit: its span says so.
+    let opened: Vec<_> = calls[1]
+        .events
+        .iter()
+        .filter(|e| e.name == names::EVENT_BREAKER_TRANSITION)
+        .map(|e| event_attr(&e.attributes, names::BREAKER_TO).map(|v| v.to_string()))
+        .collect();
+    assert_eq!(opened, [Some(CircuitState::Open.as_str().to_owned())]);
+    // The third was cut: an event with the time to the next probe, and error.type.
+    let cut = calls[2];
+    assert_eq!(
+        attr_str(cut, names::ERROR_TYPE).as_deref(),
+        Some("circuit_open")
+    );
+    assert_eq!(cut.status, Status::error("circuit_open"));
+    let rejected: Vec<_> = cut
+        .events
+        .iter()
+        .filter(|e| e.name == names::EVENT_BREAKER_REJECTED)
+        .collect();
+    assert_eq!(rejected.len(), 1);
+    assert!(event_attr(&rejected[0].attributes, names::RETRY_AFTER).is_some());
+
+    let points = otel.points();
+    let open = point(
+        &points,
+        names::BREAKER_STATE_GAUGE,
+        &[(names::BREAKER_STATE, "open")],
+        &[],
+    );
+    assert_eq!(open.value, 1.0);
+    assert_eq!(
+        point(&points, names::BREAKER_REJECTIONS, &[], &[]).value,
+        1.0
+    );
+    assert_eq!(
+        point(
+            &points,
+            names::CALLS,
+            &[(names::ERROR_TYPE, "circuit_open")],
+            &[]
+        )
+        .value,
         1.0
     );
 }
