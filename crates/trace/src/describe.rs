@@ -1,0 +1,437 @@
+//! What a request says about itself, read without touching a credential: method, server,
+//! redacted URL, GenAI operation, provider and model.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::header::HOST;
+use http::{HeaderMap, Method, Request, Uri};
+use opentelemetry::{KeyValue, Value};
+
+use crate::names::*;
+
+/// The standard method name, or `None` for an extension method (reported as `_OTHER`).
+pub(crate) fn method_name(method: &Method) -> Option<&'static str> {
+    Some(match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => return None,
+    })
+}
+
+/// The method attributes of the HTTP semantic conventions.
+pub(crate) fn method_attributes(method: &Method, attrs: &mut Vec<KeyValue>) {
+    match method_name(method) {
+        Some(name) => attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, name)),
+        None => {
+            attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"));
+            attrs.push(KeyValue::new(
+                HTTP_REQUEST_METHOD_ORIGINAL,
+                method.as_str().to_owned(),
+            ));
+        }
+    }
+}
+
+/// The value of `http.request.method` for metrics (never the original of an odd method).
+pub(crate) fn method_value(method: &Method) -> &'static str {
+    method_name(method).unwrap_or("_OTHER")
+}
+
+/// Host and port of the server: the URI's authority (its user-info dropped), else the `Host`
+/// header; the port defaults to the scheme's.
+pub(crate) fn server(uri: &Uri, headers: &HeaderMap) -> Option<(Arc<str>, u16)> {
+    let default_port = match uri.scheme_str() {
+        Some("http") => 80,
+        _ => 443,
+    };
+    if let Some(host) = uri.host() {
+        return Some((bare(host).into(), uri.port_u16().unwrap_or(default_port)));
+    }
+    let header = headers.get(HOST)?.to_str().ok()?;
+    let authority: http::uri::Authority = header.parse().ok()?;
+    Some((
+        bare(authority.host()).into(),
+        authority.port_u16().unwrap_or(default_port),
+    ))
+}
+
+/// An IPv6 literal without its URI brackets, as `server.address` wants it.
+fn bare(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// Query parameters whose values are kept in `url.full` by default: they select an API version
+/// or a response format and cannot be credentials.
+pub(crate) const DEFAULT_KEPT_QUERY: [&str; 3] = ["api-version", "alt", "beta"];
+
+/// Query parameter names that carry credentials somewhere (Gemini `key`, Azure `api-key`, OAuth
+/// `access_token`, signed URLs): never kept, whatever the configuration says.
+pub(crate) const CREDENTIAL_QUERY: [&str; 14] = [
+    "key",
+    "api-key",
+    "api_key",
+    "apikey",
+    "token",
+    "access_token",
+    "auth",
+    "authorization",
+    "code",
+    "password",
+    "secret",
+    "sig",
+    "signature",
+    "x-goog-signature",
+];
+
+/// `url.full` as the HTTP semantic conventions want it: user-info replaced by
+/// `REDACTED:REDACTED`, and every query value replaced by `REDACTED` except those of the `kept`
+/// parameters. `None` for a relative URI.
+pub(crate) fn redacted_url(uri: &Uri, kept: &[Cow<'static, str>]) -> Option<String> {
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?.as_str();
+    let host_port = match authority.rsplit_once('@') {
+        Some((_, host_port)) => host_port,
+        None => authority,
+    };
+    let mut url = String::with_capacity(scheme.len() + authority.len() + uri.path().len() + 32);
+    url.push_str(scheme);
+    url.push_str("://");
+    if authority.contains('@') {
+        url.push_str("REDACTED:REDACTED@");
+    }
+    url.push_str(host_port);
+    url.push_str(uri.path());
+    if let Some(query) = uri.query() {
+        url.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                url.push('&');
+            }
+            match pair.split_once('=') {
+                Some((name, value)) => {
+                    url.push_str(name);
+                    url.push('=');
+                    if is_kept(name, kept) {
+                        url.push_str(value);
+                    } else {
+                        url.push_str("REDACTED");
+                    }
+                }
+                // A bare token may be a credential itself.
+                None if pair.is_empty() => {}
+                None => url.push_str("REDACTED"),
+            }
+        }
+    }
+    Some(url)
+}
+
+fn is_kept(name: &str, kept: &[Cow<'static, str>]) -> bool {
+    kept.iter().any(|k| k.eq_ignore_ascii_case(name))
+}
+
+/// Whether `name` is a query parameter known to carry credentials.
+pub(crate) fn is_credential_query(name: &str) -> bool {
+    CREDENTIAL_QUERY
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// The GenAI operation a request path asks for, when it is one of the well-known ones.
+pub(crate) fn operation(path: &str) -> Option<&'static str> {
+    let path = path.trim_end_matches('/');
+    if let Some((_, action)) = path.rsplit_once(':').filter(|(_, a)| !a.contains('/')) {
+        // Gemini: /v1beta/models/{model}:generateContent
+        return match action {
+            "generateContent" | "streamGenerateContent" => Some("generate_content"),
+            "embedContent" | "batchEmbedContents" => Some("embeddings"),
+            _ => None,
+        };
+    }
+    // `/messages`: Anthropic's Messages API.
+    let chat = ["/chat/completions", "/responses", "/messages"];
+    if chat.iter().any(|suffix| path.ends_with(suffix)) {
+        Some("chat")
+    } else if path.ends_with("/completions") {
+        Some("text_completion")
+    } else if path.ends_with("/embeddings") {
+        Some("embeddings")
+    } else {
+        None
+    }
+}
+
+/// Whether the path asks for a streamed answer by itself (Gemini's `streamGenerateContent`).
+pub(crate) fn path_streams(path: &str) -> bool {
+    path.ends_with(":streamGenerateContent")
+}
+
+/// The model named in the path: Gemini `/models/{model}:action`, Azure
+/// `/openai/deployments/{deployment}/...`.
+pub(crate) fn path_model(path: &str) -> Option<&str> {
+    let mut segments = path.split('/');
+    while let Some(segment) = segments.next() {
+        if segment == "models" || segment == "deployments" {
+            let model = segments.next()?.split(':').next()?;
+            return (!model.is_empty()).then_some(model);
+        }
+    }
+    None
+}
+
+/// `gen_ai.provider.name` for the hosts of well-known providers: the semantic conventions'
+/// values where they define one, the provider's own lower-case name otherwise.
+pub(crate) fn provider_for_host(host: &str) -> Option<&'static str> {
+    const EXACT: [(&str, &str); 19] = [
+        ("api.openai.com", "openai"),
+        ("api.anthropic.com", "anthropic"),
+        ("generativelanguage.googleapis.com", "gcp.gemini"),
+        ("api.deepseek.com", "deepseek"),
+        ("api.mistral.ai", "mistral_ai"),
+        ("api.groq.com", "groq"),
+        ("api.x.ai", "x_ai"),
+        ("api.perplexity.ai", "perplexity"),
+        ("api.cohere.com", "cohere"),
+        ("api.cohere.ai", "cohere"),
+        ("api.moonshot.ai", "moonshot"),
+        ("api.moonshot.cn", "moonshot"),
+        ("openrouter.ai", "openrouter"),
+        ("open.bigmodel.cn", "zhipu"),
+        ("dashscope.aliyuncs.com", "dashscope"),
+        ("dashscope-intl.aliyuncs.com", "dashscope"),
+        ("api.xiaomimimo.com", "mimo"),
+        ("api.kaiko.ai", "kaiko"),
+        ("aiapi.services", "aiapi"),
+    ];
+    const SUFFIX: [(&str, &str); 4] = [
+        (".openai.azure.com", "azure.ai.openai"),
+        (".services.ai.azure.com", "azure.ai.inference"),
+        ("aiplatform.googleapis.com", "gcp.vertex_ai"),
+        (".amazonaws.com", "aws.bedrock"),
+    ];
+    let host = host.trim_end_matches('.');
+    if let Some((_, name)) = EXACT.iter().find(|(h, _)| h.eq_ignore_ascii_case(host)) {
+        return Some(name);
+    }
+    SUFFIX
+        .iter()
+        .find(|(suffix, _)| {
+            host.len() >= suffix.len()
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                && (!suffix.ends_with("amazonaws.com") || host.contains("bedrock"))
+        })
+        .map(|(_, name)| *name)
+}
+
+/// Response headers carrying the provider's request id, in order of preference.
+const REQUEST_ID_HEADERS: [&str; 4] = [
+    "x-request-id",
+    "request-id",
+    "apim-request-id",
+    "mistral-correlation-id",
+];
+
+/// The provider's request id from response headers, if it is a short printable token.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
+    REQUEST_ID_HEADERS
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| is_safe_token(id))
+}
+
+/// A short printable identifier: what request ids, error types and codes look like.
+pub(crate) fn is_safe_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// An owned attribute value from a borrowed identifier.
+pub(crate) fn value_of(s: &str) -> Value {
+    Value::String(s.to_owned().into())
+}
+
+/// Summary of the request the span and metrics describe, computed once per call.
+#[derive(Debug, Clone)]
+pub(crate) struct CallInfo {
+    pub(crate) method: &'static str,
+    pub(crate) server: Option<(Arc<str>, u16)>,
+    pub(crate) operation: Option<&'static str>,
+    pub(crate) provider: Option<Value>,
+    pub(crate) model: Option<Arc<str>>,
+    pub(crate) stream: Option<bool>,
+}
+
+impl CallInfo {
+    /// Attributes describing the server, shared by spans and metrics.
+    pub(crate) fn server_attributes(&self, attrs: &mut Vec<KeyValue>) {
+        if let Some((host, port)) = &self.server {
+            attrs.push(KeyValue::new(SERVER_ADDRESS, host.clone()));
+            attrs.push(KeyValue::new(SERVER_PORT, i64::from(*port)));
+        }
+    }
+
+    /// The GenAI attributes known for this call.
+    pub(crate) fn gen_ai_attributes(&self, attrs: &mut Vec<KeyValue>) {
+        if let Some(op) = self.operation {
+            attrs.push(KeyValue::new(GEN_AI_OPERATION_NAME, op));
+        }
+        if let Some(provider) = &self.provider {
+            attrs.push(KeyValue::new(GEN_AI_PROVIDER_NAME, provider.clone()));
+        }
+        if let Some(model) = &self.model {
+            attrs.push(KeyValue::new(GEN_AI_REQUEST_MODEL, model.clone()));
+        }
+    }
+
+    /// The span name: `{operation} {model}` for GenAI calls, the method otherwise.
+    pub(crate) fn span_name(&self) -> Cow<'static, str> {
+        match (self.operation, &self.model) {
+            (Some(op), Some(model)) => format!("{op} {model}").into(),
+            (Some(op), None) => op.into(),
+            _ => self.method.into(),
+        }
+    }
+}
+
+/// Reads the cheap parts of `req`'s description (everything but the model).
+pub(crate) fn call_info<B>(req: &Request<B>, provider: Option<&Value>) -> CallInfo {
+    let server = server(req.uri(), req.headers());
+    let provider = provider.cloned().or_else(|| {
+        server
+            .as_ref()
+            .and_then(|(host, _)| provider_for_host(host))
+            .map(Value::from)
+    });
+    CallInfo {
+        method: method_value(req.method()),
+        operation: operation(req.uri().path()),
+        stream: path_streams(req.uri().path()).then_some(true),
+        server,
+        provider,
+        model: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept() -> Vec<Cow<'static, str>> {
+        DEFAULT_KEPT_QUERY
+            .iter()
+            .map(|k| Cow::Borrowed(*k))
+            .collect()
+    }
+
+    #[test]
+    fn url_hides_user_info_and_query_values() {
+        let uri: Uri = "https://bob:hunter2@api.example.com:8443/v1/chat?key=sk-secret&api-version=2024-10-21&bare"
+            .parse()
+            .unwrap();
+        let url = redacted_url(&uri, &kept()).unwrap();
+        assert_eq!(
+            url,
+            "https://REDACTED:REDACTED@api.example.com:8443/v1/chat?key=REDACTED&api-version=2024-10-21&REDACTED"
+        );
+        assert_eq!(redacted_url(&"/relative".parse().unwrap(), &kept()), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn url_never_shows_a_query_value_or_password(
+            names in proptest::collection::vec("[a-z_-]{1,8}", 0..4),
+            secret in "S3CR[A-Za-z0-9]{8,16}",
+            kept_name in "[0-9]{1,6}",
+        ) {
+            // Every parameter, and the user-info, carries the secret; one kept parameter does
+            // not.
+            let mut query: Vec<String> = names.iter().map(|n| format!("{n}={secret}")).collect();
+            query.push(secret.clone());
+            query.push(format!("{kept_name}=v1"));
+            let uri: Uri = format!("https://u:{secret}@h.example/p?{}", query.join("&")).parse().unwrap();
+            let kept = [Cow::Owned(kept_name.clone())];
+            let url = redacted_url(&uri, &kept).unwrap();
+            proptest::prop_assert!(!url.contains(&secret), "{}", url);
+            let kept_pair = format!("{kept_name}=v1");
+            proptest::prop_assert!(url.contains(&kept_pair), "{}", url);
+        }
+    }
+
+    #[test]
+    fn server_from_uri_or_host_header() {
+        let empty = HeaderMap::new();
+        let (host, port) =
+            server(&"https://u:p@api.openai.com/v1".parse().unwrap(), &empty).unwrap();
+        assert_eq!((&*host, port), ("api.openai.com", 443));
+        let (_, port) = server(&"http://127.0.0.1/x".parse().unwrap(), &empty).unwrap();
+        assert_eq!(port, 80);
+        let (host, port) = server(&"http://[::1]:9000/x".parse().unwrap(), &empty).unwrap();
+        assert_eq!((&*host, port), ("::1", 9000));
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, "localhost:8080".parse().unwrap());
+        let (host, port) = server(&"/v1".parse().unwrap(), &headers).unwrap();
+        assert_eq!((&*host, port), ("localhost", 8080));
+    }
+
+    #[test]
+    fn operations_of_well_known_paths() {
+        assert_eq!(operation("/v1/chat/completions"), Some("chat"));
+        assert_eq!(operation("/v1/completions"), Some("text_completion"));
+        assert_eq!(operation("/v1/embeddings"), Some("embeddings"));
+        assert_eq!(operation("/v1/messages"), Some("chat"));
+        assert_eq!(operation("/v1/responses"), Some("chat"));
+        assert_eq!(
+            operation("/v1beta/models/gemini-2.0-flash:streamGenerateContent"),
+            Some("generate_content")
+        );
+        assert_eq!(operation("/v1/models"), None);
+    }
+
+    #[test]
+    fn models_in_paths() {
+        assert_eq!(
+            path_model("/v1beta/models/gemini-2.0-flash:generateContent"),
+            Some("gemini-2.0-flash")
+        );
+        assert_eq!(
+            path_model("/openai/deployments/gpt4o-prod/chat/completions"),
+            Some("gpt4o-prod")
+        );
+        assert_eq!(path_model("/v1/chat/completions"), None);
+    }
+
+    #[test]
+    fn providers_of_well_known_hosts() {
+        assert_eq!(provider_for_host("api.openai.com"), Some("openai"));
+        assert_eq!(provider_for_host("API.Moonshot.cn"), Some("moonshot"));
+        assert_eq!(
+            provider_for_host("my-res.openai.azure.com"),
+            Some("azure.ai.openai")
+        );
+        assert_eq!(
+            provider_for_host("bedrock-runtime.us-east-1.amazonaws.com"),
+            Some("aws.bedrock")
+        );
+        assert_eq!(provider_for_host("s3.amazonaws.com"), None);
+        assert_eq!(provider_for_host("localhost"), None);
+    }
+
+    #[test]
+    fn request_ids_must_be_plain_tokens() {
+        let mut headers = HeaderMap::new();
+        headers.insert("request-id", "req_123".parse().unwrap());
+        assert_eq!(request_id(&headers), Some("req_123"));
+        headers.insert("x-request-id", "has space".parse().unwrap());
+        assert_eq!(request_id(&headers), None);
+    }
+}

@@ -1,0 +1,7 @@
+//! towline-trace against the OpenTelemetry SDK's in-memory span and metric exporters.
+
+mod end_to_end;
+mod metrics;
+mod normalized;
+mod spans;
+mod support;
