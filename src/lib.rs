@@ -11,11 +11,20 @@
 #[doc(inline)]
 pub use towline_core::{
     ApiError, ApiKey, BoxError, Clock, Endpoint, Error, ErrorKind, FakeClock, HintSource,
-    KeyExtractor, KeyHash, RateLimitSnapshot, RateLimitWindow, RetryHint, SessionHeader,
-    TokioClock, event, replay,
+    KeyExtractor, KeyHash, RateLimitSnapshot, RateLimitWindow, ReplayBody, RetryHint,
+    SessionHeader, TokioClock, event, replay,
 };
 
+#[cfg(feature = "stack")]
+mod stack;
 pub mod toggle;
+
+#[cfg(feature = "stack")]
+#[doc(inline)]
+pub use stack::{
+    Attempted, Breakered, DEFAULT_ATTEMPT_TIMEOUT, Lower, Retried, SendOnce, Sessioned, Stack,
+    StackLayer, StackService, Timed,
+};
 
 /// The shared vocabulary, whole.
 pub use towline_core as core;

@@ -165,7 +165,10 @@ impl Stack {
     /// # Errors
     ///
     /// A zero timeout.
-    pub fn attempt_timeout(mut self, timeout: Duration) -> Result<Self, towline_retry::ConfigError> {
+    pub fn attempt_timeout(
+        mut self,
+        timeout: Duration,
+    ) -> Result<Self, towline_retry::ConfigError> {
         self.timeout = Some(TimeoutLayer::new(timeout)?);
         Ok(self)
     }
@@ -286,13 +289,17 @@ where
     type Error = S::Error;
     type Future = S::Future;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> S::Future {
-        self.inner
-            .call(request.map(|body| ReplayBody::streaming(std::collections::VecDeque::new(), body)))
+        self.inner.call(
+            request.map(|body| ReplayBody::streaming(std::collections::VecDeque::new(), body)),
+        )
     }
 }
 
