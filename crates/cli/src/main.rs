@@ -8,6 +8,7 @@
 
 mod classify;
 mod mock;
+mod soak;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -30,6 +31,9 @@ enum Command {
     /// Serve the mock provider (a real HTTP server speaking every provider dialect, with
     /// scripted faults) until Ctrl-C; prints its base URL on stdout.
     Mock(mock::MockArgs),
+    /// Send load through the full towline stack, against the embedded mock provider (default)
+    /// or a real OpenAI-compatible API, and report what happened to every call.
+    Soak(soak::SoakArgs),
 }
 
 /// A failure the command reports in one line before exiting non-zero.
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(args) => args.run().map(|json| println!("{json}")),
         Command::Mock(args) => runtime().and_then(|rt| rt.block_on(args.run())),
+        Command::Soak(args) => runtime().and_then(|rt| rt.block_on(args.run())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

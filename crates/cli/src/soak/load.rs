@@ -254,7 +254,10 @@ mod tests {
         assert_eq!(report.retries, 10);
         let seen = seen_keys.lock().unwrap();
         assert!(seen.iter().any(|(k, s)| k == "Bearer sk-good" && s == "s0"));
-        assert!(seen.iter().all(|(_, s)| ["s0", "s1", "s2"].contains(&s.as_str())));
+        assert!(
+            seen.iter()
+                .all(|(_, s)| ["s0", "s1", "s2"].contains(&s.as_str()))
+        );
         assert!(!serde_json::to_string(&report).unwrap().contains("sk-good"));
     }
 
