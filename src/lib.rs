@@ -15,6 +15,7 @@ pub use towline_core::{
     SessionHeader, TokioClock, event, replay,
 };
 
+mod builder_ext;
 #[cfg(feature = "stack")]
 mod stack;
 pub mod toggle;
@@ -25,6 +26,8 @@ pub use stack::{
     Attempted, Breakered, DEFAULT_ATTEMPT_TIMEOUT, Lower, Retried, SendOnce, Sessioned, Stack,
     StackLayer, StackService, Timed,
 };
+
+pub use builder_ext::ServiceBuilderExt;
 
 /// The shared vocabulary, whole.
 pub use towline_core as core;

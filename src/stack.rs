@@ -260,7 +260,7 @@ impl<C> Layer<C> for StackLayer {
             .layer(Toggle::new(s.throttle.clone()))
             .layer(Toggle::new(s.breaker.clone()))
             .layer(Toggle::new(attempt))
-            .layer(Toggle::new(s.timeout.clone()))
+            .layer(Toggle::new(s.timeout))
             .layer(s.normalize.clone())
             .service(client);
         let retried = match &s.retry {
