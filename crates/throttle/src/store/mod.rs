@@ -40,6 +40,9 @@
 //!   lost and never hangs on the store.
 
 mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 use std::future::Future;
 use std::task::Waker;
@@ -48,6 +51,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use towline_core::{ApiError, Error, ErrorKind, RateLimitSnapshot};
 
+#[cfg(feature = "redis")]
+pub(crate) use memory::LocalView;
 pub use memory::{MemoryStore, MemoryTicket};
 
 /// The configured limit of one key: `per_second` units (calls, or cost units such as tokens)
