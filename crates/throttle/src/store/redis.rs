@@ -38,7 +38,7 @@
 //!   process's own in-memory bucket, with the key's quota times
 //!   [`fallback_share`](RedisStoreBuilder::fallback_share) and every pause this process learned.
 //! - [`FailClosed`](OnUnavailable::FailClosed): the call fails with
-//!   [`ThrottleReason::StoreUnavailable`](towline_core::ThrottleReason::StoreUnavailable).
+//!   [`ThrottleReason::StoreUnavailable`].
 //!
 //! After a failed round trip Redis is left alone for
 //! [`probe_every`](RedisStoreBuilder::probe_every) (default 1 s): calls go straight to the
