@@ -61,6 +61,24 @@ async fn percentiles<St: Store<KeyHash>>(name: &str, store: &St, n: usize) {
     );
 }
 
+/// The same for a bare `PING` on the store's connection: the floor any Redis store pays.
+async fn ping_percentiles(redis: &RedisStore, n: usize) {
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        redis.ping().await.unwrap();
+        took.push(start.elapsed());
+    }
+    took.sort();
+    let at = |q: f64| took[((n as f64 * q) as usize).min(n - 1)];
+    println!(
+        "redis PING (loopback, reference): p50 {:?}  p99 {:?}  p99.9 {:?}  (n = {n})",
+        at(0.50),
+        at(0.99),
+        at(0.999)
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let server = rt.block_on(RedisServer::start());
@@ -78,6 +96,7 @@ fn bench(c: &mut Criterion) {
         admit(&redis, &KeyHash::of(b"warm-up")).await; // loads the script
         percentiles("memory admit", &memory, 200_000).await;
         percentiles("redis admit (loopback)", &redis, 20_000).await;
+        ping_percentiles(&redis, 20_000).await;
     });
     let keys = keys();
 

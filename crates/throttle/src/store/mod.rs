@@ -21,7 +21,7 @@
 //! # Writing a shared store
 //!
 //! A Redis store (for fleets sharing one quota) fits this trait as follows; nothing in the
-//! service changes:
+//! service changes. The `redis` module (feature `redis`) is that store:
 //!
 //! - `admit` evaluates one Lua script per call: it reads the server's `TIME` (replica clocks
 //!   may disagree), the key's `tat` and its pause/block (one hash per key, named with a

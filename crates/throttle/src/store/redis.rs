@@ -84,10 +84,19 @@
 //! # Costs
 //!
 //! A Redis admission is one `EVALSHA` on a multiplexed connection: concurrent calls are
-//! pipelined on it (no pool, no lock). On loopback this is some tens of microseconds per call,
-//! about the cost of the HTTP round trip it guards, and nothing beside an LLM call. The local
-//! work per call is one map lookup (the key's learned state) and one allocation for the
-//! round trip's future. See `benches/redis.rs`.
+//! pipelined on it (no pool, no lock). The local work per call is one map lookup (the key's
+//! learned state), the hash's name and one allocation for the round trip's future. Measured by
+//! `benches/redis.rs` on a loaded two-core machine, Redis on loopback:
+//!
+//! | | p50 | p99 |
+//! |---|---|---|
+//! | in-memory store, one admission | 0.19 µs | 0.25 µs |
+//! | Redis store, one admission at a time | 146 µs | 290 µs |
+//! | a bare `PING` on the same connection, for reference | 79 µs | 116 µs |
+//!
+//! With 64 admissions in flight they pipeline: about 25 µs each, 40,000 a second on one
+//! connection. A Redis admission costs about one loopback HTTP exchange: nothing beside an LLM
+//! call, and the price of a limit shared by the fleet.
 
 mod config;
 mod future;

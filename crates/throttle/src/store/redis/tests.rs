@@ -471,3 +471,73 @@ fn redis_round_trips_are_bounded_and_a_down_redis_is_probed_not_hammered() {
         assert!(!metrics.available);
     });
 }
+
+/// Counts `WARN` events and remembers their `calls` field.
+#[derive(Default)]
+struct Warnings(std::sync::Mutex<Vec<u64>>);
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Calls(Option<u64>);
+        impl tracing::field::Visit for Calls {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                if field.name() == "calls" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut calls = Calls(None);
+            event.record(&mut calls);
+            self.0.lock().unwrap().push(calls.0.unwrap_or(0));
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn redis_unavailability_warnings_are_rate_limited_and_count_the_calls() {
+    let rt = runtime();
+    let _runtime = rt.enter();
+    let conn = ::redis::aio::ConnectionManager::new_lazy_with_config(
+        ::redis::Client::open("redis://127.0.0.1:1/").unwrap(),
+        ::redis::aio::ConnectionManagerConfig::new(),
+    )
+    .unwrap();
+    let remote = Remote::new(
+        conn,
+        RemoteSettings {
+            prefix: "test:".into(),
+            timeout: Duration::from_millis(50),
+            policy: OnUnavailable::FailOpen,
+            probe_every: Duration::from_secs(1),
+            warn_every: Duration::from_millis(100),
+        },
+    );
+    let warnings = Arc::new(Warnings::default());
+    tracing::subscriber::with_default(Arc::clone(&warnings), || {
+        for _ in 0..100 {
+            remote.unavailable();
+        }
+        assert_eq!(
+            *warnings.0.lock().unwrap(),
+            [1],
+            "one warning for the first"
+        );
+        rt.block_on(tokio::time::sleep(Duration::from_millis(120)));
+        remote.unavailable();
+    });
+    // The next one, a period later, counts the 99 that were not warned about, and itself.
+    assert_eq!(*warnings.0.lock().unwrap(), [1, 100]);
+    assert_eq!(remote.metrics().fallbacks, 101);
+}
