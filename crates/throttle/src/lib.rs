@@ -29,8 +29,9 @@
 //!
 //! Every decision is reported as a [`towline_core::Event`] (`ThrottleWaited`,
 //! `ThrottleRejected`, `KeyPaused`, `RateLearned`) to the request's observer. The state lives
-//! in a [`Store`]: [`MemoryStore`] by default; the trait is shaped so that a shared store (Redis)
-//! takes one round trip per admission.
+//! in a [`Store`]: [`MemoryStore`] by default; with the `redis` feature,
+//! `store::redis::RedisStore` shares each key's bucket, pauses and quota blocks across a fleet
+//! with one round trip per admission.
 //!
 //! # Example
 //!
@@ -86,6 +87,9 @@ pub use error::ConfigError;
 pub use future::{ResponseFuture, ThrottleDelay};
 pub use layer::ThrottleLayer;
 pub use service::Throttle;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::redis::RedisStore;
 pub use store::{
     Admission, Ask, Grant, Learned, Lesson, MemoryStore, MemoryTicket, Quota, Signal, Store,
     StoreStats, Ticket,

@@ -189,6 +189,39 @@ where
         .flatten()
     }
 
+    /// What a shared store needs of `key`'s local state at `now`: the bucket limits in effect
+    /// (the configured quota, or the slower rate the provider's headers taught), how long a
+    /// pause this process learned still runs, and the provider's error while a quota block
+    /// runs. One map lookup under a read lock; the key's mutex only while a pause runs.
+    #[cfg(feature = "redis")]
+    pub(crate) fn local_view(
+        &self,
+        key: Option<&K>,
+        quota: Option<Quota>,
+        now: Instant,
+    ) -> LocalView {
+        let now = self.nanos(now);
+        self.with_existing(key, |slot| {
+            let ext = slot.ext.get().map(Arc::as_ref);
+            let limits = Self::limits(quota, ext);
+            let paused = ext.map_or(0, |e| e.paused_until.load(Ordering::Acquire));
+            if paused <= now {
+                return LocalView::of(limits);
+            }
+            let block = ext.and_then(|e| {
+                let state = lock(&e.state);
+                let block = state.block.as_ref().filter(|b| now < b.until)?;
+                Some(block.error_until(block.until - now))
+            });
+            LocalView {
+                limits,
+                pause: Duration::from_nanos(paused - now),
+                block,
+            }
+        })
+        .unwrap_or_else(|| LocalView::of(Self::limits(quota, None)))
+    }
+
     #[inline]
     fn nanos(&self, at: Instant) -> u64 {
         Nanos::since(self.origin, at).0
@@ -730,10 +763,14 @@ impl Slot {
         let Some(ext) = self.ext.get() else {
             return true;
         };
+        // A pause leaves the bucket empty at its end, refilling for a bucket's depth after it
+        // (see `MemoryStore::floor`), which `tat` does not show: keep a paused key until
+        // `forget` past the pause, so that evicting it cannot hand out a full bucket early.
+        let paused = ext.paused_until.load(Ordering::Acquire);
         // A live ticket holds a clone: somebody still waits on this key.
         Arc::strong_count(ext) == 1
             && ext.queued.load(Ordering::Acquire) == 0
-            && ext.paused_until.load(Ordering::Acquire) <= now
+            && (paused == 0 || paused.saturating_add(forget) <= now)
             && (ext.learned_interval.load(Ordering::Acquire) == 0
                 || now.saturating_sub(ext.last_lesson.load(Ordering::Relaxed)) >= forget)
     }
@@ -791,6 +828,29 @@ impl Block {
             ));
         }
         Error::from(error)
+    }
+}
+
+/// A key's local state as a shared store reads it (see [`MemoryStore::local_view`]).
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+pub(crate) struct LocalView {
+    /// The bucket in effect.
+    pub(crate) limits: Gcra,
+    /// How long a pause learned here still runs (zero when none).
+    pub(crate) pause: Duration,
+    /// The provider's error while a quota block learned here runs.
+    pub(crate) block: Option<Error>,
+}
+
+#[cfg(feature = "redis")]
+impl LocalView {
+    fn of(limits: Gcra) -> LocalView {
+        LocalView {
+            limits,
+            pause: Duration::ZERO,
+            block: None,
+        }
     }
 }
 

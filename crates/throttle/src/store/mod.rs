@@ -21,7 +21,7 @@
 //! # Writing a shared store
 //!
 //! A Redis store (for fleets sharing one quota) fits this trait as follows; nothing in the
-//! service changes:
+//! service changes. The `redis` module (feature `redis`) is that store:
 //!
 //! - `admit` evaluates one Lua script per call: it reads the server's `TIME` (replica clocks
 //!   may disagree), the key's `tat` and its pause/block (one hash per key, named with a
@@ -40,6 +40,9 @@
 //!   lost and never hangs on the store.
 
 mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 use std::future::Future;
 use std::task::Waker;
@@ -48,6 +51,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use towline_core::{ApiError, Error, ErrorKind, RateLimitSnapshot};
 
+#[cfg(feature = "redis")]
+pub(crate) use memory::LocalView;
 pub use memory::{MemoryStore, MemoryTicket};
 
 /// The configured limit of one key: `per_second` units (calls, or cost units such as tokens)

@@ -436,6 +436,23 @@ fn learned_keys_are_forgotten_after_forget_after() {
 }
 
 #[test]
+fn evicting_a_key_just_after_its_pause_keeps_the_bucket_empty() {
+    // After a pause the bucket refills from empty (one call at a time); an idle sweep in
+    // between must not forget that and hand out the whole burst.
+    let f = fixture(None);
+    let k = key(1);
+    let quota = Some(Quota::new(1.0, 4));
+    f.learn(Some(&k), rate_limited(Duration::from_secs(1)), None);
+    f.clock.advance(Duration::from_millis(1100));
+    f.store.evict_idle(f.clock.now());
+    let ask = f.ask(quota).reject_only(true);
+    let admitted = (0..4)
+        .filter(|_| is_go(&f.admit(Some(&k), &ask, None)))
+        .count();
+    assert_eq!(admitted, 1);
+}
+
+#[test]
 fn a_key_with_live_waiters_is_never_evicted() {
     let f = fixture(None);
     let k = key(1);
