@@ -20,9 +20,8 @@ use tower::ServiceExt;
 async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let target = support::Target::from_args().await;
 
-    // The client you already have: reqwest with rustls; pick rustls' ring provider for the
-    // process (reqwest's `rustls-no-provider` feature leaves the choice to you).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The client you already have (here with reqwest's `native-tls` feature), adapted to
+    // `http::Request` → `http::Response`.
     let client = towline::reqwest::ReqwestService::new(reqwest::Client::new());
 
     // Every towline layer over it, with its defaults. Build once; clones share all state.
