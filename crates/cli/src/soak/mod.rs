@@ -53,10 +53,7 @@ impl SoakArgs {
             None => Some(self.start_mock().await?),
         };
         let (base, keys) = match (&self.target, &mock) {
-            (Some(target), _) => (
-                target.trim_end_matches('/').to_owned(),
-                self.api_keys.clone(),
-            ),
+            (Some(target), _) => (target.clone(), self.api_keys.clone()),
             (None, Some(mock)) => {
                 let keys = if self.api_keys.is_empty() {
                     MOCK_KEYS.iter().map(|k| (*k).to_owned()).collect()
@@ -89,7 +86,7 @@ impl SoakArgs {
         let progress = progress_bar(self.requests);
         let mut report = load::run(service, plan, attempts, progress).await;
         report.target = match &self.target {
-            Some(_) => base,
+            Some(_) => base.trim_end_matches('/').to_owned(),
             None => "embedded mock provider (mixed fault script)".to_owned(),
         };
         if let Some(mock) = mock {
@@ -307,6 +304,9 @@ mod tests {
         assert!(chat_url("not a url").is_err());
         assert!(chat_url("ftp://x/v1").is_err());
         assert!(chat_url("/v1").is_err());
+        // The error names the URL as given.
+        let err = chat_url("http://").unwrap_err();
+        assert!(err.to_string().contains("\"http://\""), "{err}");
     }
 
     #[tokio::test]
