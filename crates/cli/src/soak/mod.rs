@@ -42,6 +42,9 @@ const MOCK_KEYS: [&str; 6] = [
     "sk-revoked",
 ];
 
+/// The breaker's default cap on how long it stays open (`towline::breaker` documents 30 s).
+const BREAKER_MAX_OPEN: Duration = Duration::from_secs(30);
+
 /// How long to wait for a TCP connection to `--target` before calling it unreachable.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -126,7 +129,12 @@ impl SoakArgs {
 
         let mut breaker = BreakerLayer::builder();
         if let Some(ms) = self.breaker_open_ms {
-            breaker = breaker.open_duration(Duration::from_millis(ms));
+            // Repeated failed probes still lengthen the wait, up to the breaker's usual cap or
+            // the flag's value, whichever is longer (a cap below it would reject the flag).
+            let open = Duration::from_millis(ms);
+            breaker = breaker
+                .open_duration(open)
+                .max_open_duration(open.max(BREAKER_MAX_OPEN));
         }
         let breaker = breaker
             .build()
