@@ -604,6 +604,30 @@ mod tests {
         }
     }
 
+    fn steady(rate: f64) -> Sending {
+        Sending {
+            steady: true,
+            ..sending(rate)
+        }
+    }
+
+    /// A key that had been sending 20 a second when its first, isolated refusal came at 0,
+    /// then another in the dip: background, so the first cut is undone.
+    fn with_background(cfg: &Adaptive) -> Pacer {
+        let mut p = Pacer::first(cfg, None, 0, steady(20.0));
+        assert!((p.rate() - 17.0).abs() < 1e-9);
+        for i in 1..4 {
+            p.grow(cfg, None, i * SEC / 20, i * SEC / 20 - 1, steady(20.0));
+        }
+        assert!(
+            p.cut(cfg, None, SEC / 5, SEC / 5 - 1, steady(20.0)),
+            "undone"
+        );
+        assert!(p.rate() >= 20.0, "{}", p.rate());
+        assert!(p.background(cfg) > 0.0);
+        p
+    }
+
     #[test]
     fn a_first_cut_multiplies_the_sent_rate() {
         let cfg = Adaptive::default();
@@ -692,5 +716,116 @@ mod tests {
         assert_eq!(low.rate(), 1.0);
         let capped = Pacer::first(&cfg, Some(5.0), 0, sending(100.0));
         assert_eq!(capped.rate(), 0.85 * 5.0, "cut below the ceiling");
+    }
+
+    #[test]
+    fn isolated_refusals_within_the_background_neither_cut_nor_stop_growth() {
+        let cfg = Adaptive::default();
+        let mut p = with_background(&cfg);
+        // 400 answers at 20 a second, one in twenty refused: the rate never drops and grows
+        // to what the key is asked for.
+        let mut lowest = f64::MAX;
+        for i in 0..400u64 {
+            let now = SEC + i * SEC / 20;
+            if i % 20 == 19 {
+                p.cut(&cfg, None, now, now - 1, steady(20.0));
+            } else {
+                p.grow(&cfg, None, now, now - 1, steady(20.0));
+            }
+            lowest = lowest.min(p.rate());
+        }
+        assert!(lowest >= 20.0, "{lowest}");
+        assert!(p.rate() >= 39.0, "up to twice the demand: {}", p.rate());
+    }
+
+    #[test]
+    fn refusals_beyond_the_background_still_cut() {
+        let cfg = Adaptive::default();
+        let mut p = with_background(&cfg);
+        let before = p.rate();
+        // Every other answer refused: far beyond a background of about 20 %, capped at 12 %.
+        let cut = (0..16u64).any(|i| {
+            let now = SEC + i * SEC / 20;
+            if i % 2 == 1 {
+                p.cut(&cfg, None, now, now - 1, steady(20.0))
+            } else {
+                p.grow(&cfg, None, now, now - 1, steady(20.0));
+                false
+            }
+        });
+        assert!(cut && p.rate() < before, "{} -> {}", before, p.rate());
+        assert!(p.limit_known);
+    }
+
+    #[test]
+    fn with_no_background_tolerated_every_refusal_cuts() {
+        let cfg = Adaptive::default().max_background(0.0);
+        let mut p = Pacer::first(&cfg, None, 0, steady(20.0));
+        for i in 1..4 {
+            p.grow(&cfg, None, i * SEC / 20, i * SEC / 20 - 1, steady(20.0));
+        }
+        assert!(p.cut(&cfg, None, SEC / 5, SEC / 5 - 1, steady(20.0)));
+        assert!(p.rate() < 17.0, "cut again: {}", p.rate());
+    }
+
+    #[test]
+    fn a_burst_of_refusals_at_first_contact_is_a_limit_and_its_cut_stands() {
+        let cfg = Adaptive::default();
+        let mut p = Pacer::first(&cfg, None, SEC, steady(20.0));
+        // Another call sent before the cut is refused too: a burst, not an isolated refusal.
+        assert!(!p.cut(&cfg, None, SEC + 1, SEC - 1, steady(20.0)));
+        assert!(!p.dip_measures && p.undo.is_none());
+        // So a refusal in the dip is no background: it cuts again.
+        assert!(p.cut(&cfg, None, SEC + SEC / 10, SEC + SEC / 20, steady(20.0)));
+        assert!(p.rate() < 17.0, "{}", p.rate());
+        assert_eq!(p.background(&cfg), 0.0);
+    }
+
+    #[test]
+    fn without_a_known_limit_the_rate_doubles_every_half_plateau_up_to_twice_the_demand() {
+        let cfg = Adaptive::default();
+        let mut p = Pacer::first(&cfg, None, 0, steady(10.0));
+        assert!(!p.limit_known);
+        let half = (cfg.plateau() / 2.0).ceil() as u64;
+        for i in 1..=half {
+            p.grow(&cfg, None, i * SEC / 100, i * SEC / 100, steady(100.0));
+        }
+        assert!(p.rate() >= 17.0 - 1e-9, "doubled: {}", p.rate());
+        for i in half..200 {
+            p.grow(&cfg, None, i * SEC / 100, i * SEC / 100, steady(30.0));
+        }
+        assert!((p.rate() - 60.0).abs() < 1e-9, "capped: {}", p.rate());
+    }
+
+    proptest::proptest! {
+        /// For any sequence of answers, rates sent and pauses, the rate stays within its
+        /// floor and ceiling, and growth never takes it past twice what the key sends.
+        #[test]
+        fn the_rate_stays_within_its_bounds(
+            steps in proptest::collection::vec(
+                (proptest::bool::weighted(0.2), 1u64..2_000_000_000, 0.0f64..500.0, 0.1f64..=1.0, proptest::bool::ANY),
+                1..300,
+            ),
+            floor in 0.1f64..5.0,
+            ceiling in 5.0f64..1000.0,
+        ) {
+            let cfg = Adaptive::default().floor(floor).ceiling(ceiling);
+            let mut p = Pacer::first(&cfg, None, 0, steady(100.0));
+            let mut now = 0;
+            for (refused, dt, sent, free, fresh) in steps {
+                now += dt;
+                let sending = Sending { rate: sent, free, steady: true };
+                let sent_at = if fresh { now - dt / 2 } else { 0 };
+                let before = p.rate();
+                if refused {
+                    p.cut(&cfg, None, now, sent_at, sending);
+                } else {
+                    let after = p.grow(&cfg, None, now, sent_at, sending);
+                    proptest::prop_assert!(after <= before.max(2.0 * sent).max(floor) + 1e-9);
+                }
+                proptest::prop_assert!(p.rate() >= floor - 1e-9 && p.rate() <= ceiling + 1e-9);
+                proptest::prop_assert!(p.rate().is_finite() && p.peak.is_finite());
+            }
+        }
     }
 }
