@@ -42,7 +42,8 @@
 //! free to send, see below), capped by what was sent, and the rate drops to `decrease ×` the
 //! peak. Until a window has been counted, the peak is the sent rate times the share of answers
 //! accepted since the last cut. Once per episode: answers to calls sent before the last cut do
-//! not cut again.
+//! not cut again. Answers that are no rate signal (a 500, a timeout) passed the provider's
+//! limiter: they count as accepted, like successes.
 //!
 //! # Growth
 //!
@@ -322,8 +323,9 @@ impl Pacer {
     /// standard deviations above the expected count over the last 16 answers (a burst), or
     /// three over up to 64 (a steady excess). With no background every refusal counts, as in
     /// plain CUBIC; with a background of 5 % it takes five refusals in sixteen answers, with
-    /// 10 % seven: random refusals then cut about once in a thousand answers, while a key over
-    /// its limit is refused far more often than that.
+    /// 10 % seven: random refusals then cut about once in a thousand answers or fewer (and such
+    /// a cut is undone by the next background refusal in its dip), while a key over its limit
+    /// is refused far more often than that.
     fn over_background(&self, cfg: &Adaptive) -> bool {
         let bg = self.background(cfg);
         let beyond = |refused: u8, answers: u8, sigmas: f64| {

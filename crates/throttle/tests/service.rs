@@ -580,6 +580,20 @@ fn bad_settings_are_refused_naming_the_setting() {
         ),
         (
             ThrottleLayer::builder()
+                .adaptive(Adaptive::default().max_background(0.5))
+                .build()
+                .err(),
+            "adaptive.max_background",
+        ),
+        (
+            ThrottleLayer::builder()
+                .adaptive(Adaptive::default().max_background(f64::NAN))
+                .build()
+                .err(),
+            "adaptive.max_background",
+        ),
+        (
+            ThrottleLayer::builder()
                 .adaptive(Adaptive::default().forget_after(Duration::ZERO))
                 .build()
                 .err(),

@@ -159,8 +159,8 @@ impl PauseLog {
         self.end = until;
     }
 
-    /// The part of the last second the key was paused beyond its pace, at most half: the
-    /// rate sent while free is estimated from at least half a second.
+    /// The part of the last second the key was paused beyond its pace, at most 90 %: the
+    /// rate sent while free is estimated from at least a tenth of a second.
     fn fraction(&mut self, now: u64) -> f64 {
         self.roll(now);
         let into = now.saturating_sub(self.start) as f64 / Self::WINDOW as f64;
@@ -917,12 +917,16 @@ impl fmt::Debug for MemoryTicket {
 /// Units sent recently, for "the rate actually sent": two one-second windows packed in one
 /// atomic as `[start tick: 16 bits | previous window: 24 bits | current window: 24 bits]`,
 /// ticks of 125 ms. The estimate slides: the previous window counts for the part of it that
-/// still lies within the last second (Cloudflare's sliding-window counter).
+/// still lies within the last second (Cloudflare's sliding-window counter). A key that started
+/// sending less than a second ago (after a silence) has its units spread over the ticks since
+/// it started, not over a whole second: twenty calls in its first 10 ms are 160 a second, not
+/// 20.
 struct Meter(AtomicU64);
 
 const TICK_NS: u64 = 125_000_000;
 const WINDOW_TICKS: u16 = 8;
 const COUNT_MAX: u64 = (1 << 24) - 1;
+/// Units a young key must have sent for its rate to be spread over its time so far.
 const YOUNG_COUNT: u64 = 2;
 /// Units sent in the current window that make one refusal among them an isolated one.
 const ISOLATING_COUNT: u64 = 8;
