@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::Extensions;
 
-use crate::{ErrorKind, ThrottleReason};
+use crate::{ErrorKind, KeyHash, ThrottleReason};
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,6 +95,8 @@ pub enum Event {
     },
     /// The throttle paused the call's key because of what the provider said.
     KeyPaused {
+        /// A digest of the key (see [`KeyHash::digest`]); never the key.
+        key: Option<KeyHash>,
         /// How long the key is paused.
         pause: Duration,
         /// The class of the answer that caused it (`RateLimited`, `QuotaExhausted`), or
@@ -103,6 +105,9 @@ pub enum Event {
     },
     /// The throttle's learned send rate for the call's key changed.
     RateLearned {
+        /// A digest of the key (see [`KeyHash::digest`]); never the key. Lets a gauge per key
+        /// exist without exposing it.
+        key: Option<KeyHash>,
         /// Requests per second it will now send.
         per_second: f64,
     },
@@ -200,7 +205,10 @@ mod tests {
         let built = AtomicUsize::new(0);
         emit(&Extensions::new(), || {
             built.fetch_add(1, Ordering::Relaxed);
-            Event::RateLearned { per_second: 1.0 }
+            Event::RateLearned {
+                key: None,
+                per_second: 1.0,
+            }
         });
         assert_eq!(built.load(Ordering::Relaxed), 0);
     }

@@ -71,6 +71,25 @@ impl KeyHash {
         KeyHash(xxhash_rust::xxh3::xxh3_64_with_seed(bytes, Self::SEED))
     }
 
+    /// A digest of any hashable key (a throttle's or breaker's key type), stable across
+    /// processes, for labelling without exposing the key. A `KeyHash` is its own digest.
+    ///
+    /// ```
+    /// use towline_core::KeyHash;
+    ///
+    /// let k = KeyHash::of(b"sk-1");
+    /// assert_eq!(KeyHash::digest(&k), k);
+    /// assert_eq!(KeyHash::digest(&"tenant-a"), KeyHash::digest(&"tenant-a"));
+    /// ```
+    pub fn digest<K: Hash + 'static>(key: &K) -> Self {
+        if let Some(hash) = (key as &dyn std::any::Any).downcast_ref::<KeyHash>() {
+            return *hash;
+        }
+        let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(Self::SEED);
+        key.hash(&mut hasher);
+        KeyHash(std::hash::Hasher::finish(&hasher))
+    }
+
     /// The digest as a number.
     pub fn as_u64(self) -> u64 {
         self.0

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 use towline_core::event::{self, Event, Observer};
-use towline_core::{Error, RateLimitSnapshot, ThrottleReason};
+use towline_core::{Error, KeyHash, RateLimitSnapshot, ThrottleReason};
 
 use crate::layer::Core;
 use crate::store::{Admission, Ask, Grant, Learned, Lesson, Signal, Store, Ticket};
@@ -145,11 +145,19 @@ where
         let Some(observer) = &self.observer else {
             return;
         };
+        let key = || self.key.as_ref().map(KeyHash::digest);
         if let Some((pause, cause)) = learned.paused {
-            observer.emit(&Event::KeyPaused { pause, cause });
+            observer.emit(&Event::KeyPaused {
+                key: key(),
+                pause,
+                cause,
+            });
         }
         if let Some(per_second) = learned.rate {
-            observer.emit(&Event::RateLearned { per_second });
+            observer.emit(&Event::RateLearned {
+                key: key(),
+                per_second,
+            });
         }
     }
 

@@ -82,7 +82,7 @@ async fn openai_headers_on_successes_give_the_rate_and_hold_at_zero() {
     let events = seen.lock().unwrap().clone();
     assert!(
         events.iter().any(
-            |e| matches!(e, Event::RateLearned { per_second } if (per_second - 3.0).abs() < 0.05)
+            |e| matches!(e, Event::RateLearned { key: Some(k), per_second } if *k == KeyHash::of(b"sk-openai") && (per_second - 3.0).abs() < 0.05)
         ),
         "{events:?}"
     );
@@ -90,6 +90,7 @@ async fn openai_headers_on_successes_give_the_rate_and_hold_at_zero() {
     let sent = log.lock().unwrap().clone();
     assert!(sent[3] >= Duration::from_millis(999), "{sent:?}");
     assert!(events.contains(&Event::KeyPaused {
+        key: Some(KeyHash::of(b"sk-openai")),
         pause: Duration::from_millis(999),
         cause: ErrorKind::Unknown
     }));

@@ -354,6 +354,7 @@ async fn a_hint_pauses_new_and_retried_calls_of_that_key_only() {
     let err = call(&mut svc, first).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RateLimited);
     assert!(events.lock().unwrap().contains(&Event::KeyPaused {
+        key: Some(KeyHash::of(b"sk-a")),
         pause: Duration::from_secs(2),
         cause: ErrorKind::RateLimited
     }));
@@ -453,6 +454,7 @@ async fn remaining_zero_on_a_success_holds_the_key_until_the_reset() {
     first.extensions_mut().insert(observer);
     call(&mut svc, first).await.unwrap();
     assert!(events.lock().unwrap().contains(&Event::KeyPaused {
+        key: Some(KeyHash::of(b"sk-a")),
         pause: Duration::from_millis(1500),
         cause: ErrorKind::Unknown
     }));

@@ -67,6 +67,8 @@ pub const THROTTLE_PAUSE: &str = "towline.throttle.pause";
 pub const THROTTLE_CAUSE: &str = "towline.throttle.cause";
 /// The send rate, in requests per second, the throttle learned for a key.
 pub const THROTTLE_RATE: &str = "towline.throttle.rate";
+/// The throttle key's digest (`KeyHash`, hex): tells keys apart without exposing them.
+pub const THROTTLE_KEY: &str = "towline.throttle.key";
 /// A circuit breaker state: `closed`, `open`, `half_open`.
 pub const BREAKER_STATE: &str = "towline.breaker.state";
 /// The state a breaker left.

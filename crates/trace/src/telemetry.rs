@@ -681,16 +681,19 @@ fn span_event(event: &Event) -> (&'static str, Vec<KeyValue>) {
             }
             (EVENT_THROTTLE_REJECTED, attrs)
         }
-        Event::KeyPaused { pause, cause } => (
+        Event::KeyPaused { key, pause, cause } => (
             EVENT_KEY_PAUSED,
-            vec![
-                KeyValue::new(THROTTLE_PAUSE, secs(pause)),
-                KeyValue::new(THROTTLE_CAUSE, cause.as_str()),
-            ],
+            with_key(
+                vec![
+                    KeyValue::new(THROTTLE_PAUSE, secs(pause)),
+                    KeyValue::new(THROTTLE_CAUSE, cause.as_str()),
+                ],
+                key,
+            ),
         ),
-        Event::RateLearned { per_second } => (
+        Event::RateLearned { key, per_second } => (
             EVENT_RATE_LEARNED,
-            vec![KeyValue::new(THROTTLE_RATE, per_second)],
+            with_key(vec![KeyValue::new(THROTTLE_RATE, per_second)], key),
         ),
         Event::BreakerRejected { retry_after } => (
             EVENT_BREAKER_REJECTED,
@@ -756,7 +759,10 @@ fn record_event(instruments: &Instruments, info: &CallInfo, event: &Event) {
             1,
             &with(attrs, KeyValue::new(THROTTLE_CAUSE, cause.as_str())),
         ),
-        Event::RateLearned { per_second } => instruments.learned_rate.record(per_second, &attrs),
+        // A gauge per key: labelled with the key's digest, never the key.
+        Event::RateLearned { key, per_second } => instruments
+            .learned_rate
+            .record(per_second, &with_key(attrs, key)),
         Event::BreakerRejected { .. } => instruments.breaker_rejections.add(1, &attrs),
         Event::BreakerTransition { to, .. } => {
             use towline_core::CircuitState::*;
@@ -776,4 +782,12 @@ fn record_event(instruments: &Instruments, info: &CallInfo, event: &Event) {
         ),
         _ => {}
     }
+}
+
+/// `attrs` with the throttle key's digest (hex), when there is one.
+fn with_key(mut attrs: Vec<KeyValue>, key: Option<towline_core::KeyHash>) -> Vec<KeyValue> {
+    if let Some(key) = key {
+        attrs.push(KeyValue::new(THROTTLE_KEY, key.to_string()));
+    }
+    attrs
 }

@@ -83,10 +83,14 @@ fn every_event() -> Vec<Step> {
             retry_after: Some(d),
         },
         Event::KeyPaused {
+            key: Some(towline_core::KeyHash::of(KEY.as_bytes())),
             pause: d,
             cause: ErrorKind::RateLimited,
         },
-        Event::RateLearned { per_second: 3.0 },
+        Event::RateLearned {
+            key: Some(towline_core::KeyHash::of(KEY.as_bytes())),
+            per_second: 3.0,
+        },
         Event::BreakerRejected { retry_after: d },
         Event::BreakerTransition {
             from: CircuitState::Open,

@@ -54,6 +54,7 @@ async fn metric_values_after_a_scripted_run() {
             Step::Wait(secs(750), Event::ThrottleWaited { waited: secs(750) }),
             Step::Attempt,
             Step::Emit(Event::KeyPaused {
+                key: None,
                 pause: Duration::from_secs(3600),
                 cause: ErrorKind::QuotaExhausted,
             }),
@@ -85,7 +86,10 @@ async fn metric_values_after_a_scripted_run() {
     // Call 4: the throttle refuses to wait, and learned a slower rate.
     let call_4 = trace.layer(stand_in(
         vec![
-            Step::Emit(Event::RateLearned { per_second: 2.5 }),
+            Step::Emit(Event::RateLearned {
+                key: Some(towline_core::KeyHash::of(b"sk-metric-key")),
+                per_second: 2.5,
+            }),
             Step::Emit(Event::ThrottleRejected {
                 reason: ThrottleReason::WaitTooLong,
                 retry_after: Some(Duration::from_secs(9)),
@@ -218,9 +222,13 @@ async fn metric_values_after_a_scripted_run() {
         &[],
     );
     assert_eq!(refused.value, 1.0);
+    let learned = point(&points, names::THROTTLE_LEARNED_RATE, &server, &[]);
+    assert_eq!(learned.value, 2.5);
+    // A gauge per key, labelled with the key's digest and never the key.
+    let digest = towline_core::KeyHash::of(b"sk-metric-key").to_string();
     assert_eq!(
-        point(&points, names::THROTTLE_LEARNED_RATE, &server, &[]).value,
-        2.5
+        learned.attrs.get(names::THROTTLE_KEY).map(String::as_str),
+        Some(digest.as_str())
     );
     assert_eq!(
         point(&points, names::BREAKER_REJECTIONS, &server, &[]).value,
