@@ -125,13 +125,13 @@ pub(crate) fn print_events() -> Observer {
                 ms(*delay)
             )
         }
-        Event::KeyPaused { pause, cause } => {
+        Event::KeyPaused { pause, cause, .. } => {
             println!("towline: key paused for {} ({cause})", ms(*pause))
         }
         Event::ThrottleWaited { waited } => {
             println!("towline: waited {} for the key's turn", ms(*waited))
         }
-        Event::RateLearned { per_second } => {
+        Event::RateLearned { per_second, .. } => {
             println!("towline: the key's send rate is now {per_second:.2}/s")
         }
         other => println!("towline: {other:?}"),
