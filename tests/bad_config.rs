@@ -371,3 +371,87 @@ fn mock_scenario_rejects_each_nonsense_setting() {
     check(server(""), "record_headers[4]");
     check(server("authorization"), "record_headers[4]");
 }
+
+/// The largest settings the builders accept are safe at request time too: no overflow when a
+/// deadline, a timeout or a provider's hint is added to the clock, whatever the provider says.
+#[tokio::test(start_paused = true)]
+async fn extreme_accepted_settings_never_panic_at_request_time() {
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use tower::{ServiceExt, service_fn};
+    use towline::{Error, ErrorKind, ReplayBody, Stack};
+
+    // Hints around and beyond what a clock can add: 1e11 s, 1e19 s (past `Instant`'s range,
+    // within `Duration`'s), and one `Duration` cannot hold; on a rate limit (a quota, then) and
+    // on a 503 (maintenance: retried after the hint).
+    let rate_limited: &'static [u8] =
+        br#"{"error":{"type":"rate_limit_reached_error","message":"slow down"}}"#;
+    let cases = [
+        "99999999999",
+        "10000000000000000000",
+        "99999999999999999999",
+    ]
+    .into_iter()
+    .flat_map(|hint| [(hint, 429, rate_limited), (hint, 503, &b"{}"[..])]);
+    for (hint, status, body) in cases {
+        let client = service_fn(move |_req: Request<ReplayBody<Full<Bytes>>>| async move {
+            let response = Response::builder()
+                .status(status)
+                .header("retry-after", hint)
+                .body(Full::new(Bytes::from_static(body)))
+                .unwrap();
+            Ok::<_, Error>(response)
+        });
+        let svc = Stack::new()
+            .retry(
+                RetryLayer::builder()
+                    .max_retry_after(Duration::MAX)
+                    .backoff_max(Duration::MAX)
+                    .deadline(Duration::MAX)
+                    .build()
+                    .unwrap(),
+            )
+            .throttle(ThrottleLayer::builder().wait_forever().build().unwrap())
+            .session(SessionLayer::builder().no_max_wait().build().unwrap())
+            .breaker(
+                BreakerLayer::builder()
+                    .open_duration(86_400 * SEC)
+                    .max_open_duration(86_400 * SEC)
+                    .build()
+                    .unwrap(),
+            )
+            .attempt_timeout(Duration::MAX)
+            .unwrap()
+            .normalize(
+                NormalizeLayer::builder()
+                    .error_body_timeout(Duration::MAX)
+                    .build()
+                    .unwrap(),
+            )
+            .service(client);
+        let request = || {
+            Request::post("https://api.example.com/v1/chat/completions")
+                .header("authorization", "Bearer sk-extreme-0123456789")
+                .header("x-session-id", "s1")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap()
+        };
+        for _ in 0..2 {
+            let called = tokio::time::timeout(60 * SEC, svc.clone().oneshot(request())).await;
+            match called {
+                // A hint no clock can wait for ends the call with an error (a quota, a 503
+                // not retried, a circuit opened by them...), never with a panic.
+                Ok(Err(err)) => assert!(
+                    !err.kind().is_retryable()
+                        || err.kind() == ErrorKind::Server
+                        || err.kind() == ErrorKind::RateLimited,
+                    "{hint}: {err}"
+                ),
+                Ok(Ok(_)) => panic!("{hint}: a 429 cannot succeed"),
+                // Still waiting for a backoff that may be long (no cap): fine.
+                Err(_elapsed) => {}
+            }
+        }
+    }
+}

@@ -16,8 +16,8 @@
 #![cfg(all(feature = "stack", feature = "mock"))]
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -76,7 +76,8 @@ impl Meter {
 
     fn sample(&self) {
         let baseline = self.baseline.load(Ordering::Relaxed);
-        self.peak.fetch_max(live_heap() - baseline, Ordering::Relaxed);
+        self.peak
+            .fetch_max(live_heap() - baseline, Ordering::Relaxed);
     }
 
     fn bytes_read(&self) -> u64 {
@@ -189,9 +190,19 @@ async fn a_1_gib_error_body_is_read_only_up_to_the_limit() {
         "{} bytes read of four 1 GiB bodies (bound {bound})",
         meter.bytes_read()
     );
-    assert!(meter.bytes_read() >= attempts * 64 * KIB, "each body was read to the limit");
-    assert!(meter.peak() < 4 * MIB, "heap grew by {} bytes", meter.peak());
-    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}: the bodies were not drained");
+    assert!(
+        meter.bytes_read() >= attempts * 64 * KIB,
+        "each body was read to the limit"
+    );
+    assert!(
+        meter.peak() < 4 * MIB,
+        "heap grew by {} bytes",
+        meter.peak()
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "{elapsed:?}: the bodies were not drained"
+    );
     eprintln!(
         "1 GiB error body x{attempts}: {} bytes read, heap peak +{} bytes, {elapsed:?}",
         meter.bytes_read(),
@@ -216,13 +227,22 @@ async fn an_endless_stream_of_keep_alives_is_never_buffered() {
         .service(counted_client(&meter));
     let err = svc.oneshot(request(&server, true)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(meter.bytes_read() <= 64 * KIB, "{} bytes read", meter.bytes_read());
+    assert!(
+        meter.bytes_read() <= 64 * KIB,
+        "{} bytes read",
+        meter.bytes_read()
+    );
 
     // With a small peek limit the response is handed over once 1 KiB of comments came with no
     // event; reading on, the body is streamed, not kept.
     let meter = Meter::new();
     let svc = Stack::new()
-        .normalize(NormalizeLayer::builder().sse_peek_limit(1024).build().unwrap())
+        .normalize(
+            NormalizeLayer::builder()
+                .sse_peek_limit(1024)
+                .build()
+                .unwrap(),
+        )
         .service(counted_client(&meter));
     let response = svc.oneshot(request(&server, true)).await.unwrap();
     let mut body = std::pin::pin!(response.into_body());
@@ -237,7 +257,11 @@ async fn an_endless_stream_of_keep_alives_is_never_buffered() {
             .expect("no error");
         delivered += frame.data_ref().map_or(0, |d| d.len() as u64);
     }
-    assert_eq!(delivered, meter.bytes_read(), "delivered as read, nothing held back");
+    assert_eq!(
+        delivered,
+        meter.bytes_read(),
+        "delivered as read, nothing held back"
+    );
     assert!(meter.peak() < MIB, "heap grew by {} bytes", meter.peak());
     eprintln!(
         "endless keep-alive stream: {delivered} bytes streamed, heap peak +{} bytes",
@@ -320,7 +344,8 @@ async fn an_endless_line_without_newline_is_never_buffered() {
 async fn a_huge_success_streams_through_the_whole_stack() {
     let _one = ONE_AT_A_TIME.lock().await;
     // A 200 with a 256 MiB body (the mock's oversized answer, generated as it is sent).
-    let server = mock(Script::new(Dialect::OpenAi).fault(Fault::oversized_body(200, 256 * MIB))).await;
+    let server =
+        mock(Script::new(Dialect::OpenAi).fault(Fault::oversized_body(200, 256 * MIB))).await;
     let meter = Meter::new();
     let svc = Stack::new().service(counted_client(&meter));
     let response = svc.oneshot(request(&server, false)).await.unwrap();
@@ -331,7 +356,11 @@ async fn a_huge_success_streams_through_the_whole_stack() {
     }
     assert_eq!(delivered, 256 * MIB, "the whole body, untouched");
     assert_eq!(meter.bytes_read(), delivered);
-    assert!(meter.peak() < 4 * MIB, "heap grew by {} bytes", meter.peak());
+    assert!(
+        meter.peak() < 4 * MIB,
+        "heap grew by {} bytes",
+        meter.peak()
+    );
     eprintln!(
         "256 MiB success: streamed through every layer, heap peak +{} bytes",
         meter.peak()
