@@ -63,3 +63,8 @@ pub use towline_mock as mock;
 #[cfg(feature = "reqwest")]
 #[doc(inline)]
 pub use towline_reqwest as reqwest;
+
+// The README's examples are compiled and run as doc tests, so they cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -74,18 +74,68 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::run(format!("cannot start the async runtime: {e}")))
 }
 
+/// The command line, or a usage error on one line. `--help` and `--version` print and exit as
+/// clap does.
+fn parse() -> Result<Cli, CliError> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => CliError::usage(one_line(&e.render().to_string())),
+    })
+}
+
+/// A clap error message on one line: its first paragraph without the `error: ` prefix, lines
+/// joined (a list of missing arguments stays in), then a pointer to `--help`.
+fn one_line(rendered: &str) -> String {
+    let message = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message} (see --help)")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Classify(args) => args.run().map(|json| println!("{json}")),
-        Command::Mock(args) => runtime().and_then(|rt| rt.block_on(args.run())),
-        Command::Soak(args) => runtime().and_then(|rt| rt.block_on(args.run())),
-    };
+    let result = parse().and_then(run);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("towline: {e}");
             ExitCode::from(e.code)
         }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Classify(args) => args.run().map(|json| println!("{json}")),
+        Command::Mock(args) => runtime().and_then(|rt| rt.block_on(args.run())),
+        Command::Soak(args) => runtime().and_then(|rt| rt.block_on(args.run())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_fit_on_one_line() {
+        let err = Cli::try_parse_from(["towline", "soak", "--burst", "3"]).unwrap_err();
+        let line = one_line(&err.render().to_string());
+        assert_eq!(
+            line,
+            "the following required arguments were not provided: --rate <R> (see --help)"
+        );
+        let err = Cli::try_parse_from(["towline", "soak", "--requests", "x"]).unwrap_err();
+        let line = one_line(&err.render().to_string());
+        assert!(
+            line.starts_with("invalid value 'x' for '--requests <N>'"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
     }
 }

@@ -59,8 +59,8 @@ pub(crate) struct SoakArgs {
     #[arg(long, value_name = "MS")]
     pub(crate) timeout: Option<u64>,
 
-    /// How long the circuit breaker stays open before a probe, in milliseconds.
-    #[arg(long = "breaker-open-ms", value_name = "MS")]
+    /// How long the circuit breaker stays open before a probe, in milliseconds (up to a day).
+    #[arg(long = "breaker-open-ms", value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     pub(crate) breaker_open_ms: Option<u64>,
 
     /// Ask for SSE (`"stream": true`) and read each stream to its end.

@@ -235,7 +235,7 @@ mod tests {
                     if auth.ends_with("bad") {
                         Err(Error::circuit_open(Duration::from_secs(1)))
                     } else {
-                        Ok(Response::new(Empty::<Bytes>::new().map_err(|e| match e {})))
+                        Ok(Response::new(Empty::<Bytes>::new()))
                     }
                 }
             })

@@ -42,6 +42,9 @@ const MOCK_KEYS: [&str; 6] = [
     "sk-revoked",
 ];
 
+/// The breaker's default cap on how long it stays open (`towline::breaker` documents 30 s).
+const BREAKER_MAX_OPEN: Duration = Duration::from_secs(30);
+
 /// How long to wait for a TCP connection to `--target` before calling it unreachable.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -53,10 +56,7 @@ impl SoakArgs {
             None => Some(self.start_mock().await?),
         };
         let (base, keys) = match (&self.target, &mock) {
-            (Some(target), _) => (
-                target.trim_end_matches('/').to_owned(),
-                self.api_keys.clone(),
-            ),
+            (Some(target), _) => (target.clone(), self.api_keys.clone()),
             (None, Some(mock)) => {
                 let keys = if self.api_keys.is_empty() {
                     MOCK_KEYS.iter().map(|k| (*k).to_owned()).collect()
@@ -89,7 +89,7 @@ impl SoakArgs {
         let progress = progress_bar(self.requests);
         let mut report = load::run(service, plan, attempts, progress).await;
         report.target = match &self.target {
-            Some(_) => base,
+            Some(_) => base.trim_end_matches('/').to_owned(),
             None => "embedded mock provider (mixed fault script)".to_owned(),
         };
         if let Some(mock) = mock {
@@ -129,7 +129,12 @@ impl SoakArgs {
 
         let mut breaker = BreakerLayer::builder();
         if let Some(ms) = self.breaker_open_ms {
-            breaker = breaker.open_duration(Duration::from_millis(ms));
+            // Repeated failed probes still lengthen the wait, up to the breaker's usual cap or
+            // the flag's value, whichever is longer (a cap below it would reject the flag).
+            let open = Duration::from_millis(ms);
+            breaker = breaker
+                .open_duration(open)
+                .max_open_duration(open.max(BREAKER_MAX_OPEN));
         }
         let breaker = breaker
             .build()
@@ -307,6 +312,9 @@ mod tests {
         assert!(chat_url("not a url").is_err());
         assert!(chat_url("ftp://x/v1").is_err());
         assert!(chat_url("/v1").is_err());
+        // The error names the URL as given.
+        let err = chat_url("http://").unwrap_err();
+        assert!(err.to_string().contains("\"http://\""), "{err}");
     }
 
     #[tokio::test]

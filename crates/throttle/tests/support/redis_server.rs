@@ -3,7 +3,7 @@
 //! It can be killed and restarted on the same port to test an outage.
 //!
 //! It never skips: if `redis-server` is missing or will not start, the test panics saying so
-//! (`scripts/ensure-redis` installs it).
+//! (`scripts/ensure-deps` installs it).
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -43,7 +43,7 @@ impl RedisServer {
             }
         }
         panic!(
-            "could not start a redis-server on loopback (install it with `bash scripts/ensure-redis`):\n{}",
+            "could not start a redis-server on loopback (install it with `bash scripts/ensure-deps`):\n{}",
             failures.join("\n")
         );
     }

@@ -3,5 +3,6 @@
 mod end_to_end;
 mod metrics;
 mod normalized;
+mod real_layers;
 mod spans;
 mod support;
