@@ -10,6 +10,9 @@
 //! its k-th await point". A future that stays pending without ever waking its waker would hang
 //! an executor; the harness fails instead.
 #![cfg(feature = "stack")]
+// The harness's `make` closures are async (they set up state) and return the future under
+// test, which is meant to be polled by the harness rather than awaited by them.
+#![allow(clippy::async_yields_async)]
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -377,6 +380,9 @@ where
     svc.ready().await.unwrap();
     svc.call(req)
 }
+
+/// State a test's `make` hands to its `check`.
+type Shared<T> = Arc<Mutex<Option<T>>>;
 
 fn tasks() -> usize {
     tokio::runtime::Handle::current()
@@ -787,7 +793,7 @@ impl FullStack {
 #[tokio::test(start_paused = true)]
 async fn full_stack_cancellation_leaves_nothing_behind() {
     let baseline = tasks();
-    let state: Arc<Mutex<Option<(FullStack, tokio::task::JoinHandle<()>)>>> = Default::default();
+    let state: Shared<(FullStack, tokio::task::JoinHandle<()>)> = Default::default();
     let points = at_every_await_point(
         "full stack",
         async || {

@@ -217,7 +217,7 @@ impl Decisions {
 }
 
 fn request(url: &str, i: usize, key: &str) -> Request<Full<Bytes>> {
-    let stream = i % 3 == 0;
+    let stream = i.is_multiple_of(3);
     let body = format!(
         r#"{{"model":"mock-model","messages":[{{"role":"user","content":"chaos {i}"}}],"stream":{stream}}}"#
     );
@@ -227,7 +227,7 @@ fn request(url: &str, i: usize, key: &str) -> Request<Full<Bytes>> {
         .header("x-call-id", i.to_string())
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let session = format!("{key}/s{}", (i / keys().len()) % 8);
         request
             .headers_mut()
@@ -236,8 +236,11 @@ fn request(url: &str, i: usize, key: &str) -> Request<Full<Bytes>> {
     request
 }
 
+/// How a logical call ended: a success, or the class of its error.
+type Outcome = Result<(), ErrorKind>;
+
 /// One logical call: the response, its body read to the end.
-async fn call<S, B>(svc: S, request: Request<Full<Bytes>>) -> Result<(), ErrorKind>
+async fn call<S, B>(svc: S, request: Request<Full<Bytes>>) -> Outcome
 where
     S: Service<Request<Full<Bytes>>, Response = http::Response<B>, Error = Error>,
     B: http_body::Body,
@@ -360,8 +363,7 @@ async fn chaos_soak_full_stack_against_the_mixed_script() {
         let decisions = decisions.clone();
         Observer::new(move |e| decisions.observe(e))
     };
-    let outcomes: Arc<Mutex<Vec<Option<Result<(), ErrorKind>>>>> =
-        Arc::new(Mutex::new(vec![None; CALLS]));
+    let outcomes: Arc<Mutex<Vec<Option<Outcome>>>> = Arc::new(Mutex::new(vec![None; CALLS]));
     // Eight workers start on the kimi-free-api key's calls, so that its tight bucket sees
     // more demand than it allows; the others take the rest. A worker whose queue is empty
     // helps with the other one.
