@@ -406,6 +406,12 @@ fn check_adaptive(a: &Adaptive) -> Result<(), ConfigError> {
             format!("must be finite and > 0, got {}", a.growth),
         ));
     }
+    if !(a.max_background >= 0.0 && a.max_background < 0.5) {
+        return Err(ConfigError::new(
+            "adaptive.max_background",
+            format!("must lie in [0, 0.5), got {}", a.max_background),
+        ));
+    }
     if a.forget_after.is_zero() {
         return Err(ConfigError::new(
             "adaptive.forget_after",

@@ -131,7 +131,11 @@ where
             }
             Err(err) => {
                 let lesson = Lesson::from_error(err, self.sent_at, now);
-                let nothing = matches!(lesson.signal, Signal::Other) && lesson.snapshot.is_none();
+                // An error that is no rate signal still passed the provider's limiter: a key
+                // that learns its rate counts it among the answers it was not refused.
+                let nothing = matches!(lesson.signal, Signal::Other)
+                    && lesson.snapshot.is_none()
+                    && !self.learns_from_success;
                 (!nothing).then_some(lesson)
             }
         }

@@ -23,7 +23,9 @@
 //! - **Adaptive pacing.** When a key has no configured rate (or one above what the provider
 //!   accepts), its send rate is learned from 429s and successes (see [`Adaptive`]) and paces
 //!   the key through the same bucket, one call at a time, so the end of a pause is never a
-//!   stampede.
+//!   stampede. Only refusals the key's own rate causes slow it: sporadic 429s that come
+//!   whatever it sends (a few percent at random) pause the key for their hint and leave its
+//!   rate at the load it is offered.
 //! - **Bounded memory.** Idle keys are evicted automatically and the table shrinks back; a key
 //!   costs well under 128 bytes (see [`MemoryStore`]).
 //!

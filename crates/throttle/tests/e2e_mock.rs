@@ -17,9 +17,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use towline_core::KeyHash;
 use towline_core::{Error, ErrorKind};
 use towline_mock::{
-    Dialect, ErrorSpec, Fault, MockProvider, MockServer, RateLimit, RetryAfter, Script,
+    Dialect, ErrorSpec, Fault, HintForm, MockProvider, MockServer, RateLimit, RetryAfter, Script,
 };
 use towline_normalize::{Normalize, NormalizeLayer};
 use towline_throttle::{Throttle, ThrottleLayer};
@@ -227,4 +228,58 @@ async fn openai_style_headers_give_the_rate_and_nothing_is_refused() {
     let results = run(&layer, &server, "sk-openai", 1, 30, 1).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(server.journal().count_status(429), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sporadic_429s_from_the_mock_pause_the_key_but_keep_its_pace() {
+    // The mixed scenario's ordinary keys: a generous server bucket (500 a second, bursts of
+    // 50), and 5 % of calls refused at random with `retry-after-ms: 100`.
+    let server = start(
+        MockProvider::builder().seed(7).key(
+            "sk-noisy",
+            Script::new(Dialect::OpenAi)
+                .rate_limit(RateLimit::token_bucket(500.0, 50).hint_form(HintForm::Millis))
+                .fault(
+                    Fault::rate_limited(RetryAfter::millis(100).form(HintForm::Millis))
+                        .probability(0.05),
+                ),
+        ),
+    )
+    .await;
+    let layer = ThrottleLayer::builder().wait_forever().build().unwrap();
+    // Four callers, each starting a call every 200 ms: 20 a second for 20 s.
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..4u32)
+        .map(|c| {
+            let (mut svc, base) = (stack(&layer), server.base_url());
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                for i in 0..100u32 {
+                    let due = start + Duration::from_millis(u64::from(200 * i + 50 * c));
+                    tokio::time::sleep_until(due).await;
+                    results.push(call(&mut svc, &base, "sk-noisy", 20).await);
+                }
+                results
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.extend(task.await.unwrap());
+    }
+    let took = start.elapsed();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let journal = server.journal();
+    let refused = journal.count_status(429);
+    let learned = layer.store().learned_rate(Some(&KeyHash::of(b"sk-noisy")));
+    println!(
+        "{} attempts, {refused} refused, {took:?}, learned {learned:?}",
+        journal.total()
+    );
+    assert!(refused > 0, "the mock refused at random");
+    assert_eq!(journal.early_arrivals("sk-noisy", IN_FLIGHT).len(), 0);
+    // The key kept the pace it was asked for: the last call started at 19.95 s.
+    assert!(took < Duration::from_millis(20_500), "{took:?}");
+    assert!(learned.is_none_or(|r| r >= 16.0), "{learned:?}");
+    assert_eq!(layer.stats().waiters, 0);
 }

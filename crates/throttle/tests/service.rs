@@ -465,6 +465,38 @@ async fn remaining_zero_on_a_success_holds_the_key_until_the_reset() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn server_errors_count_as_answers_that_passed_a_learning_keys_limit() {
+    // Forty successes at 20 a second, one refusal, then nothing but 500s: the provider's
+    // limiter let those through, so the learned rate grows back as it would on successes.
+    let provider = Provider::answering(|n| match n {
+        0..40 => Ok(Response::new(())),
+        40 => Err(rate_limited(Duration::ZERO)),
+        _ => Err(ApiError::new(ErrorKind::Server, StatusCode::INTERNAL_SERVER_ERROR).into()),
+    });
+    let layer = ThrottleLayer::builder().wait_forever().build().unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(provider.service());
+    let key = KeyHash::of(b"sk-a");
+    for i in 0..41 {
+        let _ = call(&mut svc, req("sk-a", i)).await;
+        tokio::time::sleep(50 * MS).await;
+    }
+    let cut = layer
+        .store()
+        .learned_rate(Some(&key))
+        .expect("a rate was learned");
+    assert!(cut < 20.0, "{cut}");
+    for i in 41..81 {
+        let err = call(&mut svc, req("sk-a", i)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Server);
+        tokio::time::sleep(50 * MS).await;
+    }
+    let grown = layer.store().learned_rate(Some(&key)).unwrap();
+    assert!(grown > 1.5 * cut, "{cut} -> {grown}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn errors_and_debug_output_never_show_the_key() {
     let provider = Provider::ok();
     let layer = ThrottleLayer::builder()
@@ -545,6 +577,20 @@ fn bad_settings_are_refused_naming_the_setting() {
                 .build()
                 .err(),
             "adaptive.growth",
+        ),
+        (
+            ThrottleLayer::builder()
+                .adaptive(Adaptive::default().max_background(0.5))
+                .build()
+                .err(),
+            "adaptive.max_background",
+        ),
+        (
+            ThrottleLayer::builder()
+                .adaptive(Adaptive::default().max_background(f64::NAN))
+                .build()
+                .err(),
+            "adaptive.max_background",
         ),
         (
             ThrottleLayer::builder()

@@ -32,7 +32,7 @@ use towline_core::{ApiError, Error, ErrorKind, Nanos, RateLimitWindow, ThrottleR
 
 use super::{Admission, Ask, Grant, Learned, Lesson, Quota, Signal, Store, StoreStats, Ticket};
 use crate::Unit;
-use crate::adaptive::{Adaptive, Pacer};
+use crate::adaptive::{Adaptive, Pacer, Sending};
 use crate::gcra::{Gcra, Verdict};
 
 const SHARDS: usize = 64;
@@ -112,6 +112,72 @@ struct ExtState {
     header: Option<Gcra>,
     /// The last learned rate reported as an event.
     reported: Option<f64>,
+    /// How long the provider paused the key lately.
+    pauses: PauseLog,
+}
+
+/// The time a key spent paused by the provider beyond its own pace, over about the last second,
+/// so that the rate it sent while free to send can be told from the rate the pauses left it.
+///
+/// Only the part of a pause longer than one interval at the key's pace counts: a provider's
+/// exact hint (the time to its next token) is at most that for a key paced near the limit, and
+/// is the provider limiting the key; a hint in whole seconds, or a random refusal's hint, holds
+/// the key much longer than any limit needs.
+#[derive(Debug, Default, Clone, Copy)]
+struct PauseLog {
+    start: u64,
+    prev: u64,
+    cur: u64,
+    end: u64,
+}
+
+impl PauseLog {
+    const WINDOW: u64 = 1_000_000_000;
+
+    fn roll(&mut self, now: u64) {
+        let age = now.saturating_sub(self.start);
+        if age >= 2 * Self::WINDOW {
+            self.start = now;
+            self.prev = 0;
+            self.cur = 0;
+        } else if age >= Self::WINDOW {
+            self.start += Self::WINDOW;
+            self.prev = self.cur;
+            self.cur = 0;
+        }
+    }
+
+    /// The key is paused from `now` until `until`; it was paced at one unit per `interval`
+    /// nanoseconds (0: not paced).
+    fn add(&mut self, now: u64, until: u64, interval: u64) {
+        let from = now.saturating_add(interval).max(self.end);
+        if until <= from {
+            return;
+        }
+        self.roll(now);
+        self.cur += until - from;
+        self.end = until;
+    }
+
+    /// The part of the last second the key was paused beyond its pace, at most 90 %: the
+    /// rate sent while free is estimated from at least a tenth of a second.
+    fn fraction(&mut self, now: u64) -> f64 {
+        self.roll(now);
+        let into = now.saturating_sub(self.start) as f64 / Self::WINDOW as f64;
+        let ahead = self.end.saturating_sub(now) as f64;
+        let paused = self.prev as f64 * (1.0 - into) + self.cur as f64 - ahead;
+        (paused / Self::WINDOW as f64).clamp(0.0, 0.9)
+    }
+
+    /// How the key sent `sent` units per second over the last second, given its pauses.
+    fn sending(&mut self, (sent, steady): (f64, bool), now: u64) -> Sending {
+        let free = 1.0 - self.fraction(now);
+        Sending {
+            rate: sent / free,
+            free,
+            steady,
+        }
+    }
 }
 
 struct Waiter {
@@ -511,7 +577,7 @@ where
             snapshot.is_some() || !matches!(lesson.signal, Signal::Success | Signal::Other);
         if !worth_a_slot {
             return self
-                .with_existing(key, |slot| self.learn_success(slot, quota, now))
+                .with_existing(key, |slot| self.learn_success(slot, quota, now, sent_at))
                 .unwrap_or_default();
         }
         self.with_slot(key, now, |slot| {
@@ -520,8 +586,9 @@ where
         })
     }
 
-    /// A plain success: only a key with a learned rate cares (it grows).
-    fn learn_success(&self, slot: &Slot, quota: Option<Quota>, now: u64) -> Learned {
+    /// A plain success, or an answer that is no rate signal (a 500, a timeout): it passed the
+    /// provider's limiter. Only a key with a learned rate cares (it counts it, and grows).
+    fn learn_success(&self, slot: &Slot, quota: Option<Quota>, now: u64, sent_at: u64) -> Learned {
         let (Some(ext), Some(adaptive)) = (slot.ext.get(), self.adaptive.as_ref()) else {
             return Learned::default();
         };
@@ -530,10 +597,10 @@ where
         }
         let mut state = lock(&ext.state);
         ext.last_lesson.store(now, Ordering::Relaxed);
-        let sent = slot.meter.rate(now);
+        let sending = state.pauses.sending(slot.meter.reading(now), now);
         let ceiling = quota.map(|q| q.per_second());
         if let Some(pacer) = state.pacer.as_mut() {
-            pacer.grow(adaptive, ceiling, now, sent);
+            pacer.grow(adaptive, ceiling, now, sent_at, sending);
         }
         let mut learned = Learned::default();
         self.publish_rate(ext, &mut state, &mut learned);
@@ -553,6 +620,8 @@ where
     ) -> Learned {
         let mut state = lock(&ext.state);
         let mut learned = Learned::default();
+        // The interval the key was paced at when the answer's call left.
+        let interval = Self::limits(quota, Some(ext)).interval;
         let last = ext.last_lesson.swap(now, Ordering::Relaxed);
         if now.saturating_sub(last) > self.forget_ns() {
             // Silent for longer than `forget_after`: what it learned is stale.
@@ -560,28 +629,28 @@ where
             state.header = None;
         }
         let ceiling = quota.map(|q| q.per_second());
-        let sent = slot.meter.rate(now);
+        let sending = state.pauses.sending(slot.meter.reading(now), now);
         let mut pause: Option<(u64, ErrorKind)> = None;
         match signal {
             Signal::RateLimited { hint } => {
-                self.cut(&mut state, ceiling, now, sent_at, sent);
+                self.cut(&mut state, ceiling, now, sent_at, sending);
                 let until = now.saturating_add(hint.map_or(0, nanos_of));
                 pause = Some((until, ErrorKind::RateLimited));
             }
-            Signal::Overloaded => self.cut(&mut state, ceiling, now, sent_at, sent),
+            Signal::Overloaded => self.cut(&mut state, ceiling, now, sent_at, sending),
             Signal::QuotaExhausted { reset, error } => {
                 let until = now.saturating_add(nanos_of(reset));
                 state.block = Some(Block { until, error });
                 pause = Some((until, ErrorKind::QuotaExhausted));
             }
-            Signal::Success => {
+            Signal::Success | Signal::Other => {
+                // Any answer that is no rate signal passed the provider's limiter.
                 if let (Some(pacer), Some(adaptive)) =
                     (state.pacer.as_mut(), self.adaptive.as_ref())
                 {
-                    pacer.grow(adaptive, ceiling, now, sent);
+                    pacer.grow(adaptive, ceiling, now, sent_at, sending);
                 }
             }
-            Signal::Other => {}
         }
         if let Some(snapshot) = snapshot {
             if let Some(reset) = snapshot.exhausted_until() {
@@ -616,6 +685,7 @@ where
         if let Some((until, cause)) = pause {
             // Admissions read the bucket as empty at the end of the pause (see `floor`).
             ext.paused_until.fetch_max(until, Ordering::AcqRel);
+            state.pauses.add(now, until, interval);
             if until > now {
                 learned.paused = Some((Duration::from_nanos(until - now), cause));
             }
@@ -627,15 +697,22 @@ where
         learned
     }
 
-    fn cut(&self, state: &mut ExtState, ceiling: Option<f64>, now: u64, sent_at: u64, sent: f64) {
+    fn cut(
+        &self,
+        state: &mut ExtState,
+        ceiling: Option<f64>,
+        now: u64,
+        sent_at: u64,
+        sending: Sending,
+    ) {
         let Some(adaptive) = self.adaptive.as_ref() else {
             return;
         };
         match state.pacer.as_mut() {
             Some(pacer) => {
-                pacer.cut(adaptive, ceiling, now, sent_at, sent);
+                pacer.cut(adaptive, ceiling, now, sent_at, sending);
             }
-            None => state.pacer = Some(Pacer::first(adaptive, ceiling, now, sent)),
+            None => state.pacer = Some(Pacer::first(adaptive, ceiling, now, sending)),
         }
     }
 
@@ -900,12 +977,19 @@ impl fmt::Debug for MemoryTicket {
 /// Units sent recently, for "the rate actually sent": two one-second windows packed in one
 /// atomic as `[start tick: 16 bits | previous window: 24 bits | current window: 24 bits]`,
 /// ticks of 125 ms. The estimate slides: the previous window counts for the part of it that
-/// still lies within the last second (Cloudflare's sliding-window counter).
+/// still lies within the last second (Cloudflare's sliding-window counter). A key that started
+/// sending less than a second ago (after a silence) has its units spread over the ticks since
+/// it started, not over a whole second: twenty calls in its first 10 ms are 160 a second, not
+/// 20.
 struct Meter(AtomicU64);
 
 const TICK_NS: u64 = 125_000_000;
 const WINDOW_TICKS: u16 = 8;
 const COUNT_MAX: u64 = (1 << 24) - 1;
+/// Units a young key must have sent for its rate to be spread over its time so far.
+const YOUNG_COUNT: u64 = 2;
+/// Units sent in the current window that make one refusal among them an isolated one.
+const ISOLATING_COUNT: u64 = 8;
 
 impl Meter {
     fn unpack(v: u64) -> (u16, u64, u64) {
@@ -945,6 +1029,21 @@ impl Meter {
         }
     }
 
+    /// Units per second over the last second, and whether one refusal now would be isolated:
+    /// the key was already sending the second before, or has sent a few units in this one.
+    fn reading(&self, now: u64) -> (f64, bool) {
+        let v = self.0.load(Ordering::Relaxed);
+        let (start, prev, cur) = Self::unpack(v);
+        let age = Self::tick(now).wrapping_sub(start);
+        let steady = v != 0
+            && if age < WINDOW_TICKS {
+                prev > 0
+            } else {
+                age < 2 * WINDOW_TICKS && cur > 0
+            };
+        (self.rate(now), steady || cur >= ISOLATING_COUNT)
+    }
+
     /// Units per second over the last second.
     fn rate(&self, now: u64) -> f64 {
         let v = self.0.load(Ordering::Relaxed);
@@ -961,6 +1060,12 @@ impl Meter {
         } else {
             (prev, cur)
         };
+        if prev == 0 && cur >= YOUNG_COUNT {
+            // The first window after a silence: the key has been sending for less than a
+            // second (its start tick included), so its units are spread over that time only
+            // (once there are enough of them for a rate to mean something).
+            return cur as f64 * f64::from(WINDOW_TICKS) / f64::from(age + 1);
+        }
         let weight = f64::from(WINDOW_TICKS - age) / f64::from(WINDOW_TICKS);
         prev as f64 * weight + cur as f64
     }

@@ -177,9 +177,10 @@ pub enum Admission<T> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Grant {
-    /// The key learns from successes too (it has a learned rate): report them with
-    /// [`Store::learn`]. When false, a success without rate-limit headers teaches nothing and
-    /// the service skips the call to `learn`.
+    /// The key learns from successes too (it has a learned rate): report them, and every other
+    /// answer that is no rate signal ([`Signal::Other`]: it passed the provider's limiter), with
+    /// [`Store::learn`]. When false, such an answer without rate-limit headers teaches nothing
+    /// and the service skips the call to `learn`.
     pub learns_from_success: bool,
 }
 
@@ -270,7 +271,8 @@ pub enum Signal {
         /// The provider's error, returned to every call of the key until the reset.
         error: Box<ApiError>,
     },
-    /// Anything else: nothing to learn beyond the rate-limit headers.
+    /// Anything else (a server error, a timeout, ...): no rate signal. It still passed the
+    /// provider's limiter, which a key learning its rate counts.
     Other,
 }
 

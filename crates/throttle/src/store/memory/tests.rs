@@ -480,6 +480,77 @@ fn the_meter_counts_the_last_second() {
     assert_eq!(m.rate(12 * sec), 0.0);
 }
 
+#[test]
+fn the_meter_spreads_a_young_keys_calls_over_the_time_since_it_started() {
+    let sec = 1_000_000_000;
+    // Twenty calls within 2 ms after a silence: twenty in the first tick (125 ms), not in a
+    // whole second.
+    let m = Meter(AtomicU64::new(0));
+    for i in 0..20 {
+        m.record(10 * sec + i * 100_000, 1);
+    }
+    assert_eq!(m.reading(10 * sec + 5_000_000), (160.0, true));
+    // Half a second on, the same calls spread over half a second.
+    assert_eq!(m.reading(10 * sec + sec / 2 - 1), (40.0, true));
+    // One call is no rate to extrapolate, and no steady sending either.
+    let one = Meter(AtomicU64::new(0));
+    one.record(10 * sec, 1);
+    assert_eq!(one.reading(10 * sec + 1), (1.0, false));
+    // A key that sent the second before is steady, however few its calls.
+    one.record(11 * sec + sec / 2, 1);
+    assert!(one.reading(11 * sec + sec / 2).1);
+}
+
+#[test]
+fn only_pauses_beyond_the_keys_pace_count_as_time_it_could_not_send() {
+    let sec = 1_000_000_000;
+    let mut log = PauseLog::default();
+    // Paused for half a second while paced at 10 a second: 0.4 s beyond the pace.
+    log.add(10 * sec, 10 * sec + sec / 2, sec / 10);
+    let mid = log.sending((8.0, true), 10 * sec + sec / 5);
+    assert!(
+        (mid.free - 0.9).abs() < 1e-9,
+        "only the elapsed part: {mid:?}"
+    );
+    let end = log.sending((8.0, true), 10 * sec + sec / 2);
+    assert!((end.free - 0.6).abs() < 1e-9, "{end:?}");
+    assert!((end.rate - 8.0 / 0.6).abs() < 1e-9);
+    // An exact hint (one interval at the pace) is the provider limiting the key: not counted.
+    let mut exact = PauseLog::default();
+    exact.add(10 * sec, 10 * sec + sec / 10, sec / 10);
+    assert_eq!(exact.sending((8.0, true), 10 * sec + sec / 5).free, 1.0);
+    // Overlapping pauses count once, and a second later they are forgotten.
+    log.add(10 * sec + sec / 4, 10 * sec + sec / 2, 0);
+    assert!((log.sending((8.0, true), 10 * sec + sec / 2).free - 0.6).abs() < 1e-9);
+    assert_eq!(log.sending((8.0, true), 12 * sec + sec / 2).free, 1.0);
+}
+
+#[test]
+fn an_isolated_refusal_of_a_steady_key_only_pauses_it_when_refusals_are_background() {
+    let f = fixture(Some(Adaptive::default()));
+    let k = key(7);
+    let ask = f.ask(None);
+    let send = |n: u32, every: Duration| {
+        for _ in 0..n {
+            assert!(is_go(&f.admit(Some(&k), &ask.at(f.clock.now()), None)));
+            f.clock.advance(every);
+        }
+    };
+    // Two seconds at 20 a second, then one refusal: a first cut, and a pause.
+    send(40, 50 * MS);
+    let learned = f.learn(Some(&k), rate_limited(100 * MS), None);
+    assert!(learned.paused.is_some());
+    assert!((f.store.learned_rate(Some(&k)).unwrap() - 17.0).abs() < 0.5);
+    // Another refusal soon after, while the key sends less: refused whatever it sends, so the
+    // cut is undone and the key keeps its pace (still paused for the hint).
+    f.clock.advance(150 * MS);
+    send(2, 60 * MS);
+    let learned = f.learn(Some(&k), rate_limited(100 * MS), None);
+    assert!(learned.paused.is_some(), "the hint is obeyed all the same");
+    let rate = f.store.learned_rate(Some(&k)).unwrap();
+    assert!(rate >= 19.5, "{rate}");
+}
+
 proptest! {
     /// Conformance through the store, waits included: for any arrival pattern (callers that
     /// wait, callers that refuse to, callers that give up their place), the units admitted in
