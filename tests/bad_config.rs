@@ -230,6 +230,12 @@ fn throttle_rejects_each_nonsense_setting() {
             "adaptive.growth",
         );
     }
+    for share in [-0.1, 0.5, 1.0, NAN] {
+        check(
+            adaptive(Adaptive::default().max_background(share)),
+            "adaptive.max_background",
+        );
+    }
     check(
         adaptive(Adaptive::default().forget_after(Duration::ZERO)),
         "adaptive.forget_after",
