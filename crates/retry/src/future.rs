@@ -359,10 +359,12 @@ impl<P: Policy> Call<P> {
         self.previous_backoff = backoff;
         // Never before the hint; never faster than our own backoff.
         let delay = backoff.max(hint).max(at_least);
-        if self
-            .deadline
-            .is_some_and(|deadline| now + delay >= deadline)
-        {
+        // A wait that ends past what the clock can represent (a huge hint allowed by a huge
+        // `max_retry_after`) would never end.
+        let Some(until) = now.checked_add(delay) else {
+            return Err(StopReason::HintTooLong);
+        };
+        if self.deadline.is_some_and(|deadline| until >= deadline) {
             return Err(StopReason::Deadline);
         }
         if let Some(budget) = &config.budget {

@@ -80,7 +80,8 @@ where
         if let Some(budget) = &config.budget {
             budget.deposit_at(now);
         }
-        let deadline = config.deadline.map(|d| now + d);
+        // A deadline too far away for the clock to represent is no deadline.
+        let deadline = config.deadline.and_then(|d| now.checked_add(d));
         let observer = req.extensions().get::<Observer>().cloned();
         let buffer = BufferRequest::new(req, config.replay_limit);
         ResponseFuture::start(
