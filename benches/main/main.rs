@@ -1,12 +1,13 @@
 //! towline's benchmarks, each layer side by side with its peer on the same work, in one run.
 //!
-//! Organized like governor's: this entry file, one module per area, each with a `bench_all`.
+//! Organized like governor's: this entry file, one module per area (`benches/main/*.rs`, out of
+//! cargo's sight so that they are not benches of their own), each with a `bench_all`.
 //! Every group holds `towline` and its peer (or the bare service where no crate does the same
 //! work), measured one after the other with `Throughput::Elements(1)`: read the ratio, not the
 //! absolute numbers, on a busy machine.
 //!
 //! ```text
-//! cargo bench --bench main                 # everything (about 15 minutes)
+//! cargo bench --bench main                 # everything (about 10 minutes)
 //! cargo bench --bench main -- retry        # one area (a criterion filter)
 //! scripts/bench-compare                    # the comparison table, reduced samples
 //! ```

@@ -168,8 +168,8 @@ fn bench_layer_429(c: &mut Criterion) {
     let provider = tower::service_fn(|_req: Request<Full<Bytes>>| {
         std::future::ready(Ok::<_, Error>(rate_limited()))
     });
-    let mut ours = NormalizeLayer::new().layer(provider.clone());
-    let mut theirs = provider.clone().and_then(check_by_hand);
+    let mut ours = NormalizeLayer::new().layer(provider);
+    let mut theirs = provider.and_then(check_by_hand);
     let err = now(ours.call(support::request())).expect_err("a 429 is an error");
     assert_eq!(err.kind(), ErrorKind::RateLimited);
     let err = now(theirs.call(support::request())).expect_err("a 429 is an error");

@@ -9,7 +9,9 @@
 
 use bytes::Bytes;
 use criterion::Criterion;
+use http::Request;
 use http_body_util::Full;
+use tower::{Service, ServiceExt};
 use towline::trace::TraceLayer;
 use towline::{ReplayBody, Stack};
 
@@ -37,6 +39,9 @@ pub(crate) fn bench_all(c: &mut Criterion) {
         support::call(&mut no_metrics, support::request()),
     );
 
+    report_future_size("stack/towline_default", &mut default);
+    report_future_size("stack/bare", &mut bare);
+
     let mut group = Compare::new(c, "stack");
     group.case("towline_default", support::request, |req| {
         support::call(&mut default, req)
@@ -47,4 +52,20 @@ pub(crate) fn bench_all(c: &mut Criterion) {
     group.case("bare", support::request, |req| {
         support::call(&mut bare, req)
     });
+}
+
+/// The size of one call's response future: every layer nests its future in the one above, and
+/// a future is moved by value as it is wrapped, boxed or spawned.
+fn report_future_size<S>(name: &str, service: &mut S)
+where
+    S: Service<Request<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    support::now(service.ready()).expect("ready");
+    let future = service.call(support::request());
+    support::report::figure(
+        &format!("{name}/future_bytes"),
+        std::mem::size_of_val(&future) as f64,
+        "bytes",
+    );
 }

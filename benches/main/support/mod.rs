@@ -39,21 +39,12 @@ pub(crate) fn criterion() -> Criterion {
 
 /// A chat request to [`URL`] with an API key, a session id and a JSON body.
 pub(crate) fn request() -> Request<Full<Bytes>> {
-    request_in("bench-session")
-}
-
-/// [`request`] in session `session`.
-pub(crate) fn request_in(session: &str) -> Request<Full<Bytes>> {
     Request::post(URL)
-        .header("authorization", concat_bearer())
+        .header("authorization", bearer())
         .header("content-type", "application/json")
-        .header("x-session-id", session)
+        .header("x-session-id", "bench-session")
         .body(Full::new(Bytes::from_static(CHAT)))
         .expect("a valid request")
-}
-
-fn concat_bearer() -> String {
-    format!("Bearer {API_KEY}")
 }
 
 /// The provider's answer: 200 with a JSON body.
@@ -231,7 +222,7 @@ pub(crate) fn current_thread() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// Percentiles of `samples` (nanoseconds, any order), nearest rank.
+/// The `p`th percentile of `sorted` (ascending), nearest rank.
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -245,16 +236,9 @@ pub(crate) fn check<E: std::fmt::Debug>(name: &str, outcome: Result<(), E>) {
     }
 }
 
-/// `Bearer <key>` for header values.
+/// `Bearer <key>`, the `authorization` header's value.
 pub(crate) fn bearer() -> String {
-    concat_bearer()
-}
-
-/// A service's response future completes with an error the caller maps: a tower `Service`
-/// over a `Result<(), E>` call, for `call` where the error type differs.
-#[allow(dead_code)]
-pub(crate) fn ok_or_panic<T, E: std::fmt::Debug>(result: Result<T, E>) -> T {
-    result.expect("the benched call succeeds")
+    format!("Bearer {API_KEY}")
 }
 
 /// Collects `body` (async), for the end-to-end cases over real sockets.
