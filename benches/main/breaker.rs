@@ -1,8 +1,9 @@
 //! Breaker, closed path: what a successful call pays for being guarded.
 //!
 //! Peers with their defaults: tower-resilience's `CircuitBreakerLayer` (count-based window
-//! of 100 calls, one state for every endpoint) and failsafe-rs's `StateMachine` (consecutive
-//! failures, wrapping the client's future as its docs show). towline keeps one circuit per
+//! of 100 calls, one state for every endpoint) and failsafe-rs's `StateMachine` (success rate
+//! over a time window or consecutive failures, one state; wrapping the client's future as its
+//! docs show). towline keeps one circuit per
 //! endpoint (its default), so it also extracts and hashes the request's `host:port`.
 
 use bytes::Bytes;

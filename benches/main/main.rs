@@ -7,7 +7,7 @@
 //! absolute numbers, on a busy machine.
 //!
 //! ```text
-//! cargo bench --bench main                 # everything (about 10 minutes)
+//! cargo bench --bench main                 # everything (about 5 minutes)
 //! cargo bench --bench main -- retry        # one area (a criterion filter)
 //! scripts/bench-compare                    # the comparison table, reduced samples
 //! ```
