@@ -2,10 +2,10 @@
 //! redacted URL, GenAI operation, provider and model.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::header::HOST;
-use http::{HeaderMap, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, Method, Request, Uri};
 use opentelemetry::{KeyValue, Value};
 
 use crate::names::*;
@@ -27,16 +27,13 @@ pub(crate) fn method_name(method: &Method) -> Option<&'static str> {
 }
 
 /// The method attributes of the HTTP semantic conventions.
-pub(crate) fn method_attributes(method: &Method, attrs: &mut Vec<KeyValue>) {
+pub(crate) fn method_attributes(method: &Method, attrs: &mut impl Extend<KeyValue>) {
     match method_name(method) {
-        Some(name) => attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, name)),
-        None => {
-            attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"));
-            attrs.push(KeyValue::new(
-                HTTP_REQUEST_METHOD_ORIGINAL,
-                method.as_str().to_owned(),
-            ));
-        }
+        Some(name) => attrs.extend([KeyValue::new(HTTP_REQUEST_METHOD, name)]),
+        None => attrs.extend([
+            KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"),
+            KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, method.as_str().to_owned()),
+        ]),
     }
 }
 
@@ -47,20 +44,83 @@ pub(crate) fn method_value(method: &Method) -> &'static str {
 
 /// Host and port of the server: the URI's authority (its user-info dropped), else the `Host`
 /// header; the port defaults to the scheme's.
+#[cfg(test)]
 pub(crate) fn server(uri: &Uri, headers: &HeaderMap) -> Option<(Arc<str>, u16)> {
+    with_server(uri, headers, |host, port| (host.into(), port))
+}
+
+/// Calls `f` with the host and port of the server (see [`server`]) without copying the host.
+fn with_server<R>(uri: &Uri, headers: &HeaderMap, f: impl FnOnce(&str, u16) -> R) -> Option<R> {
     let default_port = match uri.scheme_str() {
         Some("http") => 80,
         _ => 443,
     };
     if let Some(host) = uri.host() {
-        return Some((bare(host).into(), uri.port_u16().unwrap_or(default_port)));
+        return Some(f(bare(host), uri.port_u16().unwrap_or(default_port)));
     }
     let header = headers.get(HOST)?.to_str().ok()?;
     let authority: http::uri::Authority = header.parse().ok()?;
-    Some((
-        bare(authority.host()).into(),
+    Some(f(
+        bare(authority.host()),
         authority.port_u16().unwrap_or(default_port),
     ))
+}
+
+/// How many endpoints a layer describes once and remembers.
+const REMEMBERED_ENDPOINTS: usize = 4;
+
+/// The description of the first few endpoints a layer sees (most layers see one): a call to
+/// one of them clones its host (a reference count) instead of allocating it, and skips the
+/// provider lookup. Slots are filled once and never change, so reading one is an atomic load;
+/// any further endpoint is described afresh on each call, as before, so memory stays bounded.
+#[derive(Debug, Default)]
+pub(crate) struct Endpoints {
+    /// The configured `gen_ai.provider.name`, else guessed from the host.
+    provider: Option<Value>,
+    slots: [OnceLock<Endpoint>; REMEMBERED_ENDPOINTS],
+}
+
+/// A server and the provider behind it.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) server: (Arc<str>, u16),
+    pub(crate) provider: Option<Value>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(provider: Option<Value>) -> Self {
+        Endpoints {
+            provider,
+            slots: Default::default(),
+        }
+    }
+
+    /// The server and provider of a request, `None` when it names no server.
+    pub(crate) fn of(&self, uri: &Uri, headers: &HeaderMap) -> Option<Endpoint> {
+        with_server(uri, headers, |host, port| self.describe(host, port))
+    }
+
+    /// The provider of a request that names no server: the configured one, if any.
+    pub(crate) fn provider(&self) -> Option<&Value> {
+        self.provider.as_ref()
+    }
+
+    fn describe(&self, host: &str, port: u16) -> Endpoint {
+        let make = || Endpoint {
+            server: (host.into(), port),
+            provider: self
+                .provider
+                .clone()
+                .or_else(|| provider_for_host(host).map(Value::from)),
+        };
+        for slot in &self.slots {
+            let known = slot.get_or_init(make);
+            if known.server.1 == port && *known.server.0 == *host {
+                return known.clone();
+            }
+        }
+        make()
+    }
 }
 
 /// An IPv6 literal without its URI brackets, as `server.address` wants it.
@@ -150,7 +210,9 @@ pub(crate) fn is_credential_query(name: &str) -> bool {
 /// The GenAI operation a request path asks for, when it is one of the well-known ones.
 pub(crate) fn operation(path: &str) -> Option<&'static str> {
     let path = path.trim_end_matches('/');
-    if let Some((_, action)) = path.rsplit_once(':').filter(|(_, a)| !a.contains('/')) {
+    // `memrchr` rather than `rsplit_once(':')`: a byte search, no `char` searcher to set up.
+    let action = memchr::memrchr(b':', path.as_bytes()).map(|i| &path[i + 1..]);
+    if let Some(action) = action.filter(|a| !a.as_bytes().contains(&b'/')) {
         // Gemini: /v1beta/models/{model}:generateContent
         return match action {
             "generateContent" | "streamGenerateContent" => Some("generate_content"),
@@ -179,14 +241,22 @@ pub(crate) fn path_streams(path: &str) -> bool {
 /// The model named in the path: Gemini `/models/{model}:action`, Azure
 /// `/openai/deployments/{deployment}/...`.
 pub(crate) fn path_model(path: &str) -> Option<&str> {
-    let mut segments = path.split('/');
-    while let Some(segment) = segments.next() {
+    // Byte searches: most paths (`/v1/chat/completions`) name no model, and a `str::split`
+    // on a `char` costs a searcher per segment to find that out.
+    let mut rest = path;
+    loop {
+        let (segment, after) = match memchr::memchr(b'/', rest.as_bytes()) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
         if segment == "models" || segment == "deployments" {
-            let model = segments.next()?.split(':').next()?;
+            let next = after?;
+            let end = memchr::memchr2(b'/', b':', next.as_bytes()).unwrap_or(next.len());
+            let model = &next[..end];
             return (!model.is_empty()).then_some(model);
         }
+        rest = after?;
     }
-    None
 }
 
 /// `gen_ai.provider.name` for the hosts of well-known providers: the semantic conventions'
@@ -233,19 +303,20 @@ pub(crate) fn provider_for_host(host: &str) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
-/// Response headers carrying the provider's request id, in order of preference.
-const REQUEST_ID_HEADERS: [&str; 4] = [
-    "x-request-id",
-    "request-id",
-    "apim-request-id",
-    "mistral-correlation-id",
+/// Response headers carrying the provider's request id, in order of preference. Kept as
+/// `HeaderName`s: a `&str` lookup parses and validates the name on every call.
+const REQUEST_ID_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("request-id"),
+    HeaderName::from_static("apim-request-id"),
+    HeaderName::from_static("mistral-correlation-id"),
 ];
 
 /// The provider's request id from response headers, if it is a short printable token.
 pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
     REQUEST_ID_HEADERS
         .iter()
-        .find_map(|name| headers.get(*name))
+        .find_map(|name| headers.get(name))
         .and_then(|v| v.to_str().ok())
         .filter(|id| is_safe_token(id))
 }
@@ -258,6 +329,43 @@ pub(crate) fn is_safe_token(s: &str) -> bool {
 /// An owned attribute value from a borrowed identifier.
 pub(crate) fn value_of(s: &str) -> Value {
     Value::String(s.to_owned().into())
+}
+
+/// `server.address` and `server.port`, when the server is known.
+pub(crate) fn server_attributes(
+    server: Option<&(Arc<str>, u16)>,
+    attrs: &mut impl Extend<KeyValue>,
+) {
+    if let Some((host, port)) = server {
+        attrs.extend([
+            KeyValue::new(SERVER_ADDRESS, host.clone()),
+            KeyValue::new(SERVER_PORT, i64::from(*port)),
+        ]);
+    }
+}
+
+/// How many model names a layer keeps shared copies of.
+const REMEMBERED_MODELS: usize = 8;
+
+/// Shared copies of the first few model names a layer sees: a call naming one of them clones
+/// it (a reference count) rather than allocating its own copy for its attributes. Filled once,
+/// never changed; other names get their own copy, as before.
+#[derive(Debug, Default)]
+pub(crate) struct Models {
+    slots: [OnceLock<Arc<str>>; REMEMBERED_MODELS],
+}
+
+impl Models {
+    /// `name`, shared.
+    pub(crate) fn intern(&self, name: &str) -> Arc<str> {
+        for slot in &self.slots {
+            let known = slot.get_or_init(|| name.into());
+            if **known == *name {
+                return known.clone();
+            }
+        }
+        name.into()
+    }
 }
 
 /// Summary of the request the span and metrics describe, computed once per call.
@@ -273,24 +381,20 @@ pub(crate) struct CallInfo {
 
 impl CallInfo {
     /// Attributes describing the server, shared by spans and metrics.
-    pub(crate) fn server_attributes(&self, attrs: &mut Vec<KeyValue>) {
-        if let Some((host, port)) = &self.server {
-            attrs.push(KeyValue::new(SERVER_ADDRESS, host.clone()));
-            attrs.push(KeyValue::new(SERVER_PORT, i64::from(*port)));
-        }
+    pub(crate) fn server_attributes(&self, attrs: &mut impl Extend<KeyValue>) {
+        server_attributes(self.server.as_ref(), attrs);
     }
 
     /// The GenAI attributes known for this call.
-    pub(crate) fn gen_ai_attributes(&self, attrs: &mut Vec<KeyValue>) {
-        if let Some(op) = self.operation {
-            attrs.push(KeyValue::new(GEN_AI_OPERATION_NAME, op));
-        }
-        if let Some(provider) = &self.provider {
-            attrs.push(KeyValue::new(GEN_AI_PROVIDER_NAME, provider.clone()));
-        }
-        if let Some(model) = &self.model {
-            attrs.push(KeyValue::new(GEN_AI_REQUEST_MODEL, model.clone()));
-        }
+    pub(crate) fn gen_ai_attributes(&self, attrs: &mut impl Extend<KeyValue>) {
+        let op = self
+            .operation
+            .map(|op| KeyValue::new(GEN_AI_OPERATION_NAME, op));
+        let provider = (self.provider.as_ref())
+            .map(|provider| KeyValue::new(GEN_AI_PROVIDER_NAME, provider.clone()));
+        let model =
+            (self.model.as_ref()).map(|model| KeyValue::new(GEN_AI_REQUEST_MODEL, model.clone()));
+        attrs.extend([op, provider, model].into_iter().flatten());
     }
 
     /// The span name: `{operation} {model}` for GenAI calls, the method otherwise.
@@ -304,14 +408,11 @@ impl CallInfo {
 }
 
 /// Reads the cheap parts of `req`'s description (everything but the model).
-pub(crate) fn call_info<B>(req: &Request<B>, provider: Option<&Value>) -> CallInfo {
-    let server = server(req.uri(), req.headers());
-    let provider = provider.cloned().or_else(|| {
-        server
-            .as_ref()
-            .and_then(|(host, _)| provider_for_host(host))
-            .map(Value::from)
-    });
+pub(crate) fn call_info<B>(req: &Request<B>, endpoints: &Endpoints) -> CallInfo {
+    let (server, provider) = match endpoints.of(req.uri(), req.headers()) {
+        Some(endpoint) => (Some(endpoint.server), endpoint.provider),
+        None => (None, endpoints.provider().cloned()),
+    };
     CallInfo {
         method: method_value(req.method()),
         operation: operation(req.uri().path()),

@@ -70,11 +70,16 @@ fn model_name(value: &[u8]) -> Option<&str> {
 /// Whether `name` looks like a model name and nothing else: 1 to 256 bytes, no control
 /// character, no quote or backslash.
 pub(crate) fn is_model_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_MODEL_LEN
-        && name
-            .chars()
-            .all(|c| !c.is_control() && c != '"' && c != '\\')
+    if name.is_empty() || name.len() > MAX_MODEL_LEN {
+        return false;
+    }
+    // Model names are ASCII: a byte test settles them without decoding characters.
+    let plain = |b: &u8| matches!(b, 0x20..=0x7e) && *b != b'"' && *b != b'\\';
+    if name.bytes().all(|b| plain(&b)) {
+        return true;
+    }
+    name.chars()
+        .all(|c| !c.is_control() && c != '"' && c != '\\')
 }
 
 fn is_ws(b: u8) -> bool {
