@@ -27,13 +27,14 @@ pub(crate) fn method_name(method: &Method) -> Option<&'static str> {
 }
 
 /// The method attributes of the HTTP semantic conventions.
-pub(crate) fn method_attributes(method: &Method, attrs: &mut impl Extend<KeyValue>) {
+pub(crate) fn method_attributes(method: &Method, attrs: &mut impl Push) {
     match method_name(method) {
-        Some(name) => attrs.extend([KeyValue::new(HTTP_REQUEST_METHOD, name)]),
-        None => attrs.extend([
-            KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"),
-            KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, method.as_str().to_owned()),
-        ]),
+        Some(name) => attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, name)),
+        None => {
+            attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"));
+            let original = method.as_str().to_owned();
+            attrs.push(KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, original));
+        }
     }
 }
 
@@ -49,12 +50,17 @@ pub(crate) fn server(uri: &Uri, headers: &HeaderMap) -> Option<(Arc<str>, u16)> 
     with_server(uri, headers, |host, port| (host.into(), port))
 }
 
-/// Calls `f` with the host and port of the server (see [`server`]) without copying the host.
-fn with_server<R>(uri: &Uri, headers: &HeaderMap, f: impl FnOnce(&str, u16) -> R) -> Option<R> {
-    let default_port = match uri.scheme_str() {
+/// The port a URI's scheme implies.
+fn default_port(uri: &Uri) -> u16 {
+    match uri.scheme_str() {
         Some("http") => 80,
         _ => 443,
-    };
+    }
+}
+
+/// Calls `f` with the host and port of the server (see [`server`]) without copying the host.
+fn with_server<R>(uri: &Uri, headers: &HeaderMap, f: impl FnOnce(&str, u16) -> R) -> Option<R> {
+    let default_port = default_port(uri);
     if let Some(host) = uri.host() {
         return Some(f(bare(host), uri.port_u16().unwrap_or(default_port)));
     }
@@ -70,14 +76,24 @@ fn with_server<R>(uri: &Uri, headers: &HeaderMap, f: impl FnOnce(&str, u16) -> R
 const REMEMBERED_ENDPOINTS: usize = 4;
 
 /// The description of the first few endpoints a layer sees (most layers see one): a call to
-/// one of them clones its host (a reference count) instead of allocating it, and skips the
-/// provider lookup. Slots are filled once and never change, so reading one is an atomic load;
-/// any further endpoint is described afresh on each call, as before, so memory stays bounded.
+/// one of them compares its authority with a remembered one and clones the description (a
+/// reference count), instead of parsing host and port, allocating the host and looking the
+/// provider up. Slots are filled once and never change, so reading one is an atomic load; any
+/// further endpoint is described afresh on each call, as before, so memory stays bounded.
 #[derive(Debug, Default)]
 pub(crate) struct Endpoints {
     /// The configured `gen_ai.provider.name`, else guessed from the host.
     provider: Option<Value>,
-    slots: [OnceLock<Endpoint>; REMEMBERED_ENDPOINTS],
+    slots: [OnceLock<Remembered>; REMEMBERED_ENDPOINTS],
+}
+
+/// An endpoint and what identifies it: the URI authority without its user-info (never kept)
+/// and the port the scheme implies. Host and port are a function of these two.
+#[derive(Debug)]
+struct Remembered {
+    host_port: Box<str>,
+    default_port: u16,
+    endpoint: Endpoint,
 }
 
 /// A server and the provider behind it.
@@ -97,6 +113,34 @@ impl Endpoints {
 
     /// The server and provider of a request, `None` when it names no server.
     pub(crate) fn of(&self, uri: &Uri, headers: &HeaderMap) -> Option<Endpoint> {
+        // A relative URI names its server in `Host`: rare for a client, described each time.
+        let Some(authority) = uri.authority() else {
+            return with_server(uri, headers, |host, port| self.describe(host, port));
+        };
+        let host_port = without_user_info(authority.as_str());
+        let default_port = default_port(uri);
+        for slot in &self.slots {
+            match slot.get() {
+                Some(known)
+                    if known.default_port == default_port && *known.host_port == *host_port =>
+                {
+                    return Some(known.endpoint.clone());
+                }
+                Some(_) => continue,
+                None => {
+                    let endpoint =
+                        with_server(uri, headers, |host, port| self.describe(host, port))?;
+                    // Another thread may have filled the slot meanwhile: then this endpoint is
+                    // simply not remembered.
+                    let _ = slot.set(Remembered {
+                        host_port: host_port.into(),
+                        default_port,
+                        endpoint: endpoint.clone(),
+                    });
+                    return Some(endpoint);
+                }
+            }
+        }
         with_server(uri, headers, |host, port| self.describe(host, port))
     }
 
@@ -106,20 +150,21 @@ impl Endpoints {
     }
 
     fn describe(&self, host: &str, port: u16) -> Endpoint {
-        let make = || Endpoint {
+        Endpoint {
             server: (host.into(), port),
             provider: self
                 .provider
                 .clone()
                 .or_else(|| provider_for_host(host).map(Value::from)),
-        };
-        for slot in &self.slots {
-            let known = slot.get_or_init(make);
-            if known.server.1 == port && *known.server.0 == *host {
-                return known.clone();
-            }
         }
-        make()
+    }
+}
+
+/// An authority without its user-info, as `Uri::host` reads it.
+fn without_user_info(authority: &str) -> &str {
+    match memchr::memrchr(b'@', authority.as_bytes()) {
+        Some(at) => &authority[at + 1..],
+        None => authority,
     }
 }
 
@@ -303,8 +348,7 @@ pub(crate) fn provider_for_host(host: &str) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
-/// Response headers carrying the provider's request id, in order of preference. Kept as
-/// `HeaderName`s: a `&str` lookup parses and validates the name on every call.
+/// Response headers carrying the provider's request id, in order of preference.
 const REQUEST_ID_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("x-request-id"),
     HeaderName::from_static("request-id"),
@@ -313,10 +357,27 @@ const REQUEST_ID_HEADERS: [HeaderName; 4] = [
 ];
 
 /// The provider's request id from response headers, if it is a short printable token.
+///
+/// One pass over the response's header names, each compared by length first, rather than one
+/// hashed lookup per candidate name: a response has few headers, and most have none of these.
 pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
-    REQUEST_ID_HEADERS
-        .iter()
-        .find_map(|name| headers.get(name))
+    let rank = |name: &HeaderName| {
+        let name = name.as_str();
+        REQUEST_ID_HEADERS
+            .iter()
+            .position(|candidate| candidate.as_str() == name)
+    };
+    let mut best: Option<(usize, &HeaderName)> = None;
+    for name in headers.keys() {
+        if let Some(r) = rank(name)
+            && best.is_none_or(|(b, _)| r < b)
+        {
+            best = Some((r, name));
+        }
+    }
+    // The first value, as `HeaderMap::get` gives it.
+    headers
+        .get(best?.1)
         .and_then(|v| v.to_str().ok())
         .filter(|id| is_safe_token(id))
 }
@@ -332,15 +393,27 @@ pub(crate) fn value_of(s: &str) -> Value {
 }
 
 /// `server.address` and `server.port`, when the server is known.
-pub(crate) fn server_attributes(
-    server: Option<&(Arc<str>, u16)>,
-    attrs: &mut impl Extend<KeyValue>,
-) {
+pub(crate) fn server_attributes(server: Option<&(Arc<str>, u16)>, attrs: &mut impl Push) {
     if let Some((host, port)) = server {
-        attrs.extend([
-            KeyValue::new(SERVER_ADDRESS, host.clone()),
-            KeyValue::new(SERVER_PORT, i64::from(*port)),
-        ]);
+        attrs.push(KeyValue::new(SERVER_ADDRESS, host.clone()));
+        attrs.push(KeyValue::new(SERVER_PORT, i64::from(*port)));
+    }
+}
+
+/// A list of attributes: a span's `Vec` or a metric point's `SmallVec`.
+pub(crate) trait Push {
+    fn push(&mut self, attr: KeyValue);
+}
+
+impl Push for Vec<KeyValue> {
+    fn push(&mut self, attr: KeyValue) {
+        Vec::push(self, attr);
+    }
+}
+
+impl<A: smallvec::Array<Item = KeyValue>> Push for smallvec::SmallVec<A> {
+    fn push(&mut self, attr: KeyValue) {
+        smallvec::SmallVec::push(self, attr);
     }
 }
 
@@ -381,20 +454,21 @@ pub(crate) struct CallInfo {
 
 impl CallInfo {
     /// Attributes describing the server, shared by spans and metrics.
-    pub(crate) fn server_attributes(&self, attrs: &mut impl Extend<KeyValue>) {
+    pub(crate) fn server_attributes(&self, attrs: &mut impl Push) {
         server_attributes(self.server.as_ref(), attrs);
     }
 
     /// The GenAI attributes known for this call.
-    pub(crate) fn gen_ai_attributes(&self, attrs: &mut impl Extend<KeyValue>) {
-        let op = self
-            .operation
-            .map(|op| KeyValue::new(GEN_AI_OPERATION_NAME, op));
-        let provider = (self.provider.as_ref())
-            .map(|provider| KeyValue::new(GEN_AI_PROVIDER_NAME, provider.clone()));
-        let model =
-            (self.model.as_ref()).map(|model| KeyValue::new(GEN_AI_REQUEST_MODEL, model.clone()));
-        attrs.extend([op, provider, model].into_iter().flatten());
+    pub(crate) fn gen_ai_attributes(&self, attrs: &mut impl Push) {
+        if let Some(op) = self.operation {
+            attrs.push(KeyValue::new(GEN_AI_OPERATION_NAME, op));
+        }
+        if let Some(provider) = &self.provider {
+            attrs.push(KeyValue::new(GEN_AI_PROVIDER_NAME, provider.clone()));
+        }
+        if let Some(model) = &self.model {
+            attrs.push(KeyValue::new(GEN_AI_REQUEST_MODEL, model.clone()));
+        }
     }
 
     /// The span name: `{operation} {model}` for GenAI calls, the method otherwise.
@@ -482,6 +556,51 @@ mod tests {
         headers.insert(HOST, "localhost:8080".parse().unwrap());
         let (host, port) = server(&"/v1".parse().unwrap(), &headers).unwrap();
         assert_eq!((&*host, port), ("localhost", 8080));
+    }
+
+    #[test]
+    fn endpoints_are_remembered_by_authority_and_scheme() {
+        let endpoints = Endpoints::new(None);
+        let empty = HeaderMap::new();
+        let of = |uri: &str| {
+            let e = endpoints.of(&uri.parse().unwrap(), &empty).unwrap();
+            (e.server.0.to_string(), e.server.1, e.provider)
+        };
+        let first = of("https://api.openai.com/v1/chat/completions");
+        assert_eq!(
+            first,
+            ("api.openai.com".into(), 443, Some(Value::from("openai")))
+        );
+        // Remembered: the same description, whatever the user-info or the path.
+        assert_eq!(of("https://u:p@api.openai.com/v1/embeddings"), first);
+        // The scheme's port is part of what identifies an endpoint.
+        assert_eq!(of("http://api.openai.com/v1").1, 80);
+        assert_eq!(of("https://api.openai.com:8443/v1").1, 8443);
+        // More endpoints than slots are still described right.
+        for port in 1..=REMEMBERED_ENDPOINTS as u16 + 2 {
+            let (host, p, provider) = of(&format!("http://[::1]:{port}/v1"));
+            assert_eq!((host.as_str(), p, provider), ("::1", port, None));
+        }
+        assert_eq!(of("https://api.openai.com/v1"), first);
+        // A configured provider names every endpoint.
+        let named = Endpoints::new(Some(Value::from("gateway")));
+        let e = named.of(&"http://localhost:4000/v1".parse().unwrap(), &empty);
+        assert_eq!(e.unwrap().provider, Some(Value::from("gateway")));
+        assert_eq!(
+            named.of(&"/v1".parse().unwrap(), &empty).map(|e| e.server),
+            None
+        );
+    }
+
+    #[test]
+    fn model_names_are_shared_once_known() {
+        let models = Models::default();
+        let a = models.intern("kimi-k2");
+        assert!(Arc::ptr_eq(&a, &models.intern("kimi-k2")));
+        for i in 0..REMEMBERED_MODELS + 2 {
+            assert_eq!(&*models.intern(&format!("m{i}")), format!("m{i}"));
+        }
+        assert_eq!(&*models.intern("kimi-k2"), "kimi-k2");
     }
 
     #[test]

@@ -20,8 +20,9 @@ pub(crate) struct Peeked<'a> {
 }
 
 impl Peeked<'_> {
-    fn is_complete(&self) -> bool {
-        self.model.is_some() && self.stream.is_some()
+    /// Whether the scan can stop: the model found, and the stream flag too if it is wanted.
+    fn is_complete(&self, want_stream: bool) -> bool {
+        self.model.is_some() && (self.stream.is_some() || !want_stream)
     }
 }
 
@@ -31,18 +32,28 @@ pub(crate) const MAX_MODEL_LEN: usize = 256;
 /// Looks at `body`'s top-level `model` and `stream`, reading at most `limit` bytes from each
 /// end.
 pub(crate) fn peek(body: &[u8], limit: usize) -> Peeked<'_> {
+    scan(body, limit, true)
+}
+
+/// Looks at `body`'s top-level `model` only: the scan stops at the model instead of walking
+/// the rest of the object for a `stream` that nobody will read (no span records it).
+pub(crate) fn peek_model(body: &[u8], limit: usize) -> Option<&str> {
+    scan(body, limit, false).model
+}
+
+fn scan(body: &[u8], limit: usize, want_stream: bool) -> Peeked<'_> {
     let mut found = Peeked::default();
     if limit == 0 || body.is_empty() {
         return found;
     }
     let whole = body.len() <= limit;
     let front = &body[..body.len().min(limit)];
-    let finished = Forward::new(front).scan(&mut found);
-    if whole || finished || found.is_complete() {
+    let finished = Forward::new(front, want_stream).scan(&mut found);
+    if whole || finished || found.is_complete(want_stream) {
         return found;
     }
     let back_start = body.len() - limit.min(body.len());
-    Backward::new(body, back_start).scan(&mut found);
+    Backward::new(body, back_start, want_stream).scan(&mut found);
     found
 }
 
@@ -90,11 +101,16 @@ fn is_ws(b: u8) -> bool {
 struct Forward<'a> {
     buf: &'a [u8],
     pos: usize,
+    want_stream: bool,
 }
 
 impl<'a> Forward<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Forward { buf, pos: 0 }
+    fn new(buf: &'a [u8], want_stream: bool) -> Self {
+        Forward {
+            buf,
+            pos: 0,
+            want_stream,
+        }
     }
 
     /// Returns whether the whole object was walked (its closing brace reached).
@@ -112,7 +128,7 @@ impl<'a> Forward<'a> {
             self.expect(b':')?;
             let value = self.value()?;
             record(found, &key[1..key.len() - 1], value);
-            if found.is_complete() {
+            if found.is_complete(self.want_stream) {
                 return Some(());
             }
             match self.next_byte()? {
@@ -235,14 +251,16 @@ struct Backward<'a> {
     floor: usize,
     /// One past the next byte to read.
     pos: usize,
+    want_stream: bool,
 }
 
 impl<'a> Backward<'a> {
-    fn new(buf: &'a [u8], floor: usize) -> Self {
+    fn new(buf: &'a [u8], floor: usize, want_stream: bool) -> Self {
         Backward {
             buf,
             floor,
             pos: buf.len(),
+            want_stream,
         }
     }
 
@@ -260,7 +278,7 @@ impl<'a> Backward<'a> {
             self.expect(b':')?;
             let key = self.string()?;
             record(found, &key[1..key.len() - 1], value);
-            if found.is_complete() {
+            if found.is_complete(self.want_stream) {
                 return Some(());
             }
             match self.next_byte()? {
@@ -494,6 +512,8 @@ mod tests {
             let full = peek(text.as_bytes(), usize::MAX);
             prop_assert_eq!(full.model.map(str::to_owned), model.clone());
             prop_assert_eq!(full.stream, stream);
+            // The model alone is the same answer.
+            prop_assert_eq!(peek_model(text.as_bytes(), usize::MAX).map(str::to_owned), model.clone());
             // Reading windows, the answer is exact or absent, never wrong.
             let part = peek(text.as_bytes(), limit);
             if let Some(m) = part.model {

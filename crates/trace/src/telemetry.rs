@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use tokio::time::Instant;
 use towline_core::{BoxError, Error, ErrorKind, Event, Observer};
 
-use crate::describe::{self, CallInfo, Endpoints, Models};
+use crate::describe::{self, CallInfo, Endpoints, Models, Push};
 use crate::metrics::Instruments;
 use crate::names::*;
 use crate::peek;
@@ -155,7 +155,7 @@ impl Shared {
         }
         let start = Instant::now();
         let mut info = describe::call_info(req, &self.endpoints);
-        self.read_model(req, &mut info);
+        self.read_model(req, &mut info, tracing);
         let parent = self.parent_of(req.extensions());
         let (cx, live) = if tracing {
             let cx = self.start_span(info.span_name(), self.call_attributes(req, &info), &parent);
@@ -199,8 +199,9 @@ impl Shared {
         attrs
     }
 
-    /// Fills the model (extension, header, path, body in that order) and the stream flag.
-    fn read_model<B: 'static>(&self, req: &Request<B>, info: &mut CallInfo) {
+    /// Fills the model (extension, header, path, body in that order) and, for a span, the
+    /// stream flag (only spans record it).
+    fn read_model<B: 'static>(&self, req: &Request<B>, info: &mut CallInfo, tracing: bool) {
         let from_extension = req.extensions().get::<RequestModel>().map(|m| m.0.clone());
         let from_header = || {
             let value = req
@@ -212,8 +213,13 @@ impl Shared {
         };
         let from_path = || describe::path_model(req.uri().path()).map(|m| self.models.intern(m));
         let mut model = from_extension.or_else(from_header).or_else(from_path);
-        if self.body_peek_limit > 0 {
+        if self.body_peek_limit > 0 && (tracing || model.is_none()) {
             with_buffered(req.body(), |bytes| {
+                if !tracing {
+                    let found = peek::peek_model(bytes, self.body_peek_limit);
+                    model = found.map(|m| self.models.intern(m));
+                    return;
+                }
                 let found = peek::peek(bytes, self.body_peek_limit);
                 if model.is_none() {
                     model = found.model.map(|m| self.models.intern(m));
@@ -787,9 +793,9 @@ fn record_event(instruments: &Instruments, info: &CallInfo, event: &Event) {
 }
 
 /// `attrs` with the throttle key's digest (hex), when there is one.
-fn with_key<A: Extend<KeyValue>>(mut attrs: A, key: Option<towline_core::KeyHash>) -> A {
+fn with_key<A: Push>(mut attrs: A, key: Option<towline_core::KeyHash>) -> A {
     if let Some(key) = key {
-        attrs.extend([KeyValue::new(THROTTLE_KEY, key.to_string())]);
+        attrs.push(KeyValue::new(THROTTLE_KEY, key.to_string()));
     }
     attrs
 }
