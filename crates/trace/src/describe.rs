@@ -162,7 +162,8 @@ impl Endpoints {
 
 /// An authority without its user-info, as `Uri::host` reads it.
 fn without_user_info(authority: &str) -> &str {
-    match memchr::memrchr(b'@', authority.as_bytes()) {
+    // A plain loop: an authority is a few dozen bytes, shorter than `memrchr` pays off at.
+    match authority.bytes().rposition(|b| b == b'@') {
         Some(at) => &authority[at + 1..],
         None => authority,
     }
@@ -204,14 +205,11 @@ pub(crate) const CREDENTIAL_QUERY: [&str; 14] = [
 pub(crate) fn redacted_url(uri: &Uri, kept: &[Cow<'static, str>]) -> Option<String> {
     let scheme = uri.scheme_str()?;
     let authority = uri.authority()?.as_str();
-    let host_port = match authority.rsplit_once('@') {
-        Some((_, host_port)) => host_port,
-        None => authority,
-    };
+    let host_port = without_user_info(authority);
     let mut url = String::with_capacity(scheme.len() + authority.len() + uri.path().len() + 32);
     url.push_str(scheme);
     url.push_str("://");
-    if authority.contains('@') {
+    if host_port.len() != authority.len() {
         url.push_str("REDACTED:REDACTED@");
     }
     url.push_str(host_port);
@@ -255,8 +253,9 @@ pub(crate) fn is_credential_query(name: &str) -> bool {
 /// The GenAI operation a request path asks for, when it is one of the well-known ones.
 pub(crate) fn operation(path: &str) -> Option<&'static str> {
     let path = path.trim_end_matches('/');
-    // `memrchr` rather than `rsplit_once(':')`: a byte search, no `char` searcher to set up.
-    let action = memchr::memrchr(b':', path.as_bytes()).map(|i| &path[i + 1..]);
+    // A plain byte search rather than `rsplit_once(':')`: no `char` searcher to set up (paths
+    // are short: `memchr`'s setup would cost more too).
+    let action = (path.bytes().rposition(|b| b == b':')).map(|i| &path[i + 1..]);
     if let Some(action) = action.filter(|a| !a.as_bytes().contains(&b'/')) {
         // Gemini: /v1beta/models/{model}:generateContent
         return match action {
@@ -286,22 +285,23 @@ pub(crate) fn path_streams(path: &str) -> bool {
 /// The model named in the path: Gemini `/models/{model}:action`, Azure
 /// `/openai/deployments/{deployment}/...`.
 pub(crate) fn path_model(path: &str) -> Option<&str> {
-    // Byte searches: most paths (`/v1/chat/completions`) name no model, and a `str::split`
-    // on a `char` costs a searcher per segment to find that out.
-    let mut rest = path;
-    loop {
-        let (segment, after) = match memchr::memchr(b'/', rest.as_bytes()) {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
+    // Plain byte loops: paths are short, and most (`/v1/chat/completions`) name no model;
+    // `str::split` sets up a `char` searcher per segment, `memchr` costs more than it saves.
+    // `/` and `:` are ASCII, so every index found is a `char` boundary.
+    let len = path.len();
+    let mut start = 0;
+    while start <= len {
+        let end = (path[start..].bytes().position(|b| b == b'/')).map_or(len, |n| start + n);
+        let segment = &path[start..end];
         if segment == "models" || segment == "deployments" {
-            let next = after?;
-            let end = memchr::memchr2(b'/', b':', next.as_bytes()).unwrap_or(next.len());
-            let model = &next[..end];
+            let next = path.get(end + 1..)?;
+            let stop = (next.bytes().position(|b| b == b'/' || b == b':')).unwrap_or(next.len());
+            let model = &next[..stop];
             return (!model.is_empty()).then_some(model);
         }
-        rest = after?;
+        start = end + 1;
     }
+    None
 }
 
 /// `gen_ai.provider.name` for the hosts of well-known providers: the semantic conventions'
@@ -474,7 +474,14 @@ impl CallInfo {
     /// The span name: `{operation} {model}` for GenAI calls, the method otherwise.
     pub(crate) fn span_name(&self) -> Cow<'static, str> {
         match (self.operation, &self.model) {
-            (Some(op), Some(model)) => format!("{op} {model}").into(),
+            // Pushed rather than `format!`ed: the formatting machinery costs several times more.
+            (Some(op), Some(model)) => {
+                let mut name = String::with_capacity(op.len() + 1 + model.len());
+                name.push_str(op);
+                name.push(' ');
+                name.push_str(model);
+                name.into()
+            }
             (Some(op), None) => op.into(),
             _ => self.method.into(),
         }
@@ -628,6 +635,11 @@ mod tests {
             Some("gpt4o-prod")
         );
         assert_eq!(path_model("/v1/chat/completions"), None);
+        assert_eq!(path_model("/v1/models"), None);
+        assert_eq!(path_model("/v1/models/"), None);
+        assert_eq!(path_model("models/m1/x"), Some("m1"));
+        assert_eq!(path_model("/deployments/d:x/y"), Some("d"));
+        assert_eq!(path_model(""), None);
     }
 
     #[test]

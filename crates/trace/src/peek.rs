@@ -203,8 +203,9 @@ impl<'a> Forward<'a> {
 fn string_end(buf: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
-        // Keys and short values are most strings: a plain loop beats `memchr`'s setup there.
-        let short = buf.len().min(i + 16);
+        // Keys and short values (a model name) are most strings: a plain loop beats `memchr`'s
+        // setup there.
+        let short = buf.len().min(i + 48);
         let found = match buf[i..short].iter().position(|b| matches!(b, b'"' | b'\\')) {
             Some(n) => i + n,
             None => short + memchr::memchr2(b'"', b'\\', &buf[short..])?,
