@@ -206,7 +206,16 @@ pub(crate) fn redacted_url(uri: &Uri, kept: &[Cow<'static, str>]) -> Option<Stri
     let scheme = uri.scheme_str()?;
     let authority = uri.authority()?.as_str();
     let host_port = without_user_info(authority);
-    let mut url = String::with_capacity(scheme.len() + authority.len() + uri.path().len() + 32);
+    // Exact without a query (the usual LLM URL), so that turning it into an attribute value
+    // (a boxed `str`) does not reallocate it.
+    let user_info = if host_port.len() != authority.len() {
+        "REDACTED:REDACTED@".len()
+    } else {
+        0
+    };
+    let query = uri.query().map_or(0, |q| q.len() + 32);
+    let len = scheme.len() + "://".len() + user_info + host_port.len() + uri.path().len() + query;
+    let mut url = String::with_capacity(len);
     url.push_str(scheme);
     url.push_str("://");
     if host_port.len() != authority.len() {
@@ -253,9 +262,8 @@ pub(crate) fn is_credential_query(name: &str) -> bool {
 /// The GenAI operation a request path asks for, when it is one of the well-known ones.
 pub(crate) fn operation(path: &str) -> Option<&'static str> {
     let path = path.trim_end_matches('/');
-    // A plain byte search rather than `rsplit_once(':')`: no `char` searcher to set up (paths
-    // are short: `memchr`'s setup would cost more too).
-    let action = (path.bytes().rposition(|b| b == b':')).map(|i| &path[i + 1..]);
+    // `memrchr` rather than `rsplit_once(':')`: a byte search, no `char` searcher to set up.
+    let action = memchr::memrchr(b':', path.as_bytes()).map(|i| &path[i + 1..]);
     if let Some(action) = action.filter(|a| !a.as_bytes().contains(&b'/')) {
         // Gemini: /v1beta/models/{model}:generateContent
         return match action {
