@@ -38,7 +38,21 @@ pub(crate) fn peek(body: &[u8], limit: usize) -> Peeked<'_> {
 /// Looks at `body`'s top-level `model` only: the scan stops at the model instead of walking
 /// the rest of the object for a `stream` that nobody will read (no span records it).
 pub(crate) fn peek_model(body: &[u8], limit: usize) -> Option<&str> {
-    scan(body, limit, false).model
+    model_first(&body[..body.len().min(limit)]).or_else(|| scan(body, limit, false).model)
+}
+
+/// The model of a body that starts `{"model":"name"`, as many clients write it, without
+/// walking the object: the walk would stop at this same first key with this same token.
+/// `None` when the body starts otherwise or the name is not plain (then the walk decides).
+fn model_first(front: &[u8]) -> Option<&str> {
+    const START: &[u8] = br#"{"model":""#;
+    let rest = front.strip_prefix(START)?;
+    let close = rest
+        .iter()
+        .take(MAX_MODEL_LEN + 1)
+        .position(|b| *b == b'"')?;
+    // The token with its quotes; a backslash in it (an escape) makes `model_name` refuse it.
+    model_name(&front[START.len() - 1..START.len() + close + 1])
 }
 
 fn scan(body: &[u8], limit: usize, want_stream: bool) -> Peeked<'_> {
@@ -447,6 +461,20 @@ mod tests {
     }
 
     #[test]
+    fn model_first_is_read_at_once_and_checked_like_any() {
+        assert_eq!(
+            peek_model(br#"{"model":"kimi-k2","messages":[]}"#, 1 << 20),
+            Some("kimi-k2")
+        );
+        // An escape in the first model: not a plain name; a later duplicate key is the walk's.
+        let escaped = br#"{"model":"a"b","model":"c"}"#;
+        assert_eq!(peek_model(escaped, 1 << 20), peek(escaped, 1 << 20).model);
+        // The closing quote beyond the window: not read.
+        assert_eq!(peek_model(br#"{"model":"kimi-k2"}"#, 12), None);
+        assert_eq!(peek_model(br#"{"model":"","x":1}"#, 1 << 20), None);
+    }
+
+    #[test]
     fn zero_limit_reads_nothing() {
         assert_eq!(peek(br#"{"model":"m"}"#, 0), Peeked::default());
     }
@@ -513,8 +541,11 @@ mod tests {
             let full = peek(text.as_bytes(), usize::MAX);
             prop_assert_eq!(full.model.map(str::to_owned), model.clone());
             prop_assert_eq!(full.stream, stream);
-            // The model alone is the same answer.
+            // The model alone is the same answer, whole or in windows.
             prop_assert_eq!(peek_model(text.as_bytes(), usize::MAX).map(str::to_owned), model.clone());
+            if let Some(m) = peek_model(text.as_bytes(), limit) {
+                prop_assert_eq!(Some(m.to_owned()), model.clone());
+            }
             // Reading windows, the answer is exact or absent, never wrong.
             let part = peek(text.as_bytes(), limit);
             if let Some(m) = part.model {
