@@ -2,10 +2,10 @@
 //! redacted URL, GenAI operation, provider and model.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::header::HOST;
-use http::{HeaderMap, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, Method, Request, Uri};
 use opentelemetry::{KeyValue, Value};
 
 use crate::names::*;
@@ -27,15 +27,13 @@ pub(crate) fn method_name(method: &Method) -> Option<&'static str> {
 }
 
 /// The method attributes of the HTTP semantic conventions.
-pub(crate) fn method_attributes(method: &Method, attrs: &mut Vec<KeyValue>) {
+pub(crate) fn method_attributes(method: &Method, attrs: &mut impl Push) {
     match method_name(method) {
         Some(name) => attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, name)),
         None => {
             attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, "_OTHER"));
-            attrs.push(KeyValue::new(
-                HTTP_REQUEST_METHOD_ORIGINAL,
-                method.as_str().to_owned(),
-            ));
+            let original = method.as_str().to_owned();
+            attrs.push(KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, original));
         }
     }
 }
@@ -47,20 +45,128 @@ pub(crate) fn method_value(method: &Method) -> &'static str {
 
 /// Host and port of the server: the URI's authority (its user-info dropped), else the `Host`
 /// header; the port defaults to the scheme's.
+#[cfg(test)]
 pub(crate) fn server(uri: &Uri, headers: &HeaderMap) -> Option<(Arc<str>, u16)> {
-    let default_port = match uri.scheme_str() {
+    with_server(uri, headers, |host, port| (host.into(), port))
+}
+
+/// The port a URI's scheme implies.
+fn default_port(uri: &Uri) -> u16 {
+    match uri.scheme_str() {
         Some("http") => 80,
         _ => 443,
-    };
+    }
+}
+
+/// Calls `f` with the host and port of the server (see [`server`]) without copying the host.
+fn with_server<R>(uri: &Uri, headers: &HeaderMap, f: impl FnOnce(&str, u16) -> R) -> Option<R> {
+    let default_port = default_port(uri);
     if let Some(host) = uri.host() {
-        return Some((bare(host).into(), uri.port_u16().unwrap_or(default_port)));
+        return Some(f(bare(host), uri.port_u16().unwrap_or(default_port)));
     }
     let header = headers.get(HOST)?.to_str().ok()?;
     let authority: http::uri::Authority = header.parse().ok()?;
-    Some((
-        bare(authority.host()).into(),
+    Some(f(
+        bare(authority.host()),
         authority.port_u16().unwrap_or(default_port),
     ))
+}
+
+/// How many endpoints a layer describes once and remembers.
+const REMEMBERED_ENDPOINTS: usize = 4;
+
+/// The description of the first few endpoints a layer sees (most layers see one): a call to
+/// one of them compares its authority with a remembered one and clones the description (a
+/// reference count), instead of parsing host and port, allocating the host and looking the
+/// provider up. Slots are filled once and never change, so reading one is an atomic load; any
+/// further endpoint is described afresh on each call, as before, so memory stays bounded.
+#[derive(Debug, Default)]
+pub(crate) struct Endpoints {
+    /// The configured `gen_ai.provider.name`, else guessed from the host.
+    provider: Option<Value>,
+    slots: [OnceLock<Remembered>; REMEMBERED_ENDPOINTS],
+}
+
+/// An endpoint and what identifies it: the URI authority without its user-info (never kept)
+/// and the port the scheme implies. Host and port are a function of these two.
+#[derive(Debug)]
+struct Remembered {
+    host_port: Box<str>,
+    default_port: u16,
+    endpoint: Endpoint,
+}
+
+/// A server and the provider behind it.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) server: (Arc<str>, u16),
+    pub(crate) provider: Option<Value>,
+}
+
+impl Endpoints {
+    pub(crate) fn new(provider: Option<Value>) -> Self {
+        Endpoints {
+            provider,
+            slots: Default::default(),
+        }
+    }
+
+    /// The server and provider of a request, `None` when it names no server.
+    pub(crate) fn of(&self, uri: &Uri, headers: &HeaderMap) -> Option<Endpoint> {
+        // A relative URI names its server in `Host`: rare for a client, described each time.
+        let Some(authority) = uri.authority() else {
+            return with_server(uri, headers, |host, port| self.describe(host, port));
+        };
+        let host_port = without_user_info(authority.as_str());
+        let default_port = default_port(uri);
+        for slot in &self.slots {
+            match slot.get() {
+                Some(known)
+                    if known.default_port == default_port && *known.host_port == *host_port =>
+                {
+                    return Some(known.endpoint.clone());
+                }
+                Some(_) => continue,
+                None => {
+                    let endpoint =
+                        with_server(uri, headers, |host, port| self.describe(host, port))?;
+                    // Another thread may have filled the slot meanwhile: then this endpoint is
+                    // simply not remembered.
+                    let _ = slot.set(Remembered {
+                        host_port: host_port.into(),
+                        default_port,
+                        endpoint: endpoint.clone(),
+                    });
+                    return Some(endpoint);
+                }
+            }
+        }
+        with_server(uri, headers, |host, port| self.describe(host, port))
+    }
+
+    /// The provider of a request that names no server: the configured one, if any.
+    pub(crate) fn provider(&self) -> Option<&Value> {
+        self.provider.as_ref()
+    }
+
+    fn describe(&self, host: &str, port: u16) -> Endpoint {
+        Endpoint {
+            server: (host.into(), port),
+            provider: self
+                .provider
+                .clone()
+                .or_else(|| provider_for_host(host).map(Value::from)),
+        }
+    }
+}
+
+/// An authority without its user-info, as `Uri::host` reads it.
+fn without_user_info(authority: &str) -> &str {
+    // A plain loop: an authority is a few dozen bytes, shorter than `memrchr` pays off at.
+    match authority.bytes().rposition(|b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    }
 }
 
 /// An IPv6 literal without its URI brackets, as `server.address` wants it.
@@ -99,14 +205,20 @@ pub(crate) const CREDENTIAL_QUERY: [&str; 14] = [
 pub(crate) fn redacted_url(uri: &Uri, kept: &[Cow<'static, str>]) -> Option<String> {
     let scheme = uri.scheme_str()?;
     let authority = uri.authority()?.as_str();
-    let host_port = match authority.rsplit_once('@') {
-        Some((_, host_port)) => host_port,
-        None => authority,
+    let host_port = without_user_info(authority);
+    // Exact without a query (the usual LLM URL), so that turning it into an attribute value
+    // (a boxed `str`) does not reallocate it.
+    let user_info = if host_port.len() != authority.len() {
+        "REDACTED:REDACTED@".len()
+    } else {
+        0
     };
-    let mut url = String::with_capacity(scheme.len() + authority.len() + uri.path().len() + 32);
+    let query = uri.query().map_or(0, |q| q.len() + 32);
+    let len = scheme.len() + "://".len() + user_info + host_port.len() + uri.path().len() + query;
+    let mut url = String::with_capacity(len);
     url.push_str(scheme);
     url.push_str("://");
-    if authority.contains('@') {
+    if host_port.len() != authority.len() {
         url.push_str("REDACTED:REDACTED@");
     }
     url.push_str(host_port);
@@ -150,7 +262,9 @@ pub(crate) fn is_credential_query(name: &str) -> bool {
 /// The GenAI operation a request path asks for, when it is one of the well-known ones.
 pub(crate) fn operation(path: &str) -> Option<&'static str> {
     let path = path.trim_end_matches('/');
-    if let Some((_, action)) = path.rsplit_once(':').filter(|(_, a)| !a.contains('/')) {
+    // `memrchr` rather than `rsplit_once(':')`: a byte search, no `char` searcher to set up.
+    let action = memchr::memrchr(b':', path.as_bytes()).map(|i| &path[i + 1..]);
+    if let Some(action) = action.filter(|a| !a.as_bytes().contains(&b'/')) {
         // Gemini: /v1beta/models/{model}:generateContent
         return match action {
             "generateContent" | "streamGenerateContent" => Some("generate_content"),
@@ -179,12 +293,21 @@ pub(crate) fn path_streams(path: &str) -> bool {
 /// The model named in the path: Gemini `/models/{model}:action`, Azure
 /// `/openai/deployments/{deployment}/...`.
 pub(crate) fn path_model(path: &str) -> Option<&str> {
-    let mut segments = path.split('/');
-    while let Some(segment) = segments.next() {
+    // Plain byte loops: paths are short, and most (`/v1/chat/completions`) name no model;
+    // `str::split` sets up a `char` searcher per segment, `memchr` costs more than it saves.
+    // `/` and `:` are ASCII, so every index found is a `char` boundary.
+    let len = path.len();
+    let mut start = 0;
+    while start <= len {
+        let end = (path[start..].bytes().position(|b| b == b'/')).map_or(len, |n| start + n);
+        let segment = &path[start..end];
         if segment == "models" || segment == "deployments" {
-            let model = segments.next()?.split(':').next()?;
+            let next = path.get(end + 1..)?;
+            let stop = (next.bytes().position(|b| b == b'/' || b == b':')).unwrap_or(next.len());
+            let model = &next[..stop];
             return (!model.is_empty()).then_some(model);
         }
+        start = end + 1;
     }
     None
 }
@@ -234,18 +357,35 @@ pub(crate) fn provider_for_host(host: &str) -> Option<&'static str> {
 }
 
 /// Response headers carrying the provider's request id, in order of preference.
-const REQUEST_ID_HEADERS: [&str; 4] = [
-    "x-request-id",
-    "request-id",
-    "apim-request-id",
-    "mistral-correlation-id",
+const REQUEST_ID_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("request-id"),
+    HeaderName::from_static("apim-request-id"),
+    HeaderName::from_static("mistral-correlation-id"),
 ];
 
 /// The provider's request id from response headers, if it is a short printable token.
+///
+/// One pass over the response's header names, each compared by length first, rather than one
+/// hashed lookup per candidate name: a response has few headers, and most have none of these.
 pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
-    REQUEST_ID_HEADERS
-        .iter()
-        .find_map(|name| headers.get(*name))
+    let rank = |name: &HeaderName| {
+        let name = name.as_str();
+        REQUEST_ID_HEADERS
+            .iter()
+            .position(|candidate| candidate.as_str() == name)
+    };
+    let mut best: Option<(usize, &HeaderName)> = None;
+    for name in headers.keys() {
+        if let Some(r) = rank(name)
+            && best.is_none_or(|(b, _)| r < b)
+        {
+            best = Some((r, name));
+        }
+    }
+    // The first value, as `HeaderMap::get` gives it.
+    headers
+        .get(best?.1)
         .and_then(|v| v.to_str().ok())
         .filter(|id| is_safe_token(id))
 }
@@ -258,6 +398,55 @@ pub(crate) fn is_safe_token(s: &str) -> bool {
 /// An owned attribute value from a borrowed identifier.
 pub(crate) fn value_of(s: &str) -> Value {
     Value::String(s.to_owned().into())
+}
+
+/// `server.address` and `server.port`, when the server is known.
+pub(crate) fn server_attributes(server: Option<&(Arc<str>, u16)>, attrs: &mut impl Push) {
+    if let Some((host, port)) = server {
+        attrs.push(KeyValue::new(SERVER_ADDRESS, host.clone()));
+        attrs.push(KeyValue::new(SERVER_PORT, i64::from(*port)));
+    }
+}
+
+/// A list of attributes: a span's `Vec` or a metric point's `SmallVec`.
+pub(crate) trait Push {
+    fn push(&mut self, attr: KeyValue);
+}
+
+impl Push for Vec<KeyValue> {
+    fn push(&mut self, attr: KeyValue) {
+        Vec::push(self, attr);
+    }
+}
+
+impl<A: smallvec::Array<Item = KeyValue>> Push for smallvec::SmallVec<A> {
+    fn push(&mut self, attr: KeyValue) {
+        smallvec::SmallVec::push(self, attr);
+    }
+}
+
+/// How many model names a layer keeps shared copies of.
+const REMEMBERED_MODELS: usize = 8;
+
+/// Shared copies of the first few model names a layer sees: a call naming one of them clones
+/// it (a reference count) rather than allocating its own copy for its attributes. Filled once,
+/// never changed; other names get their own copy, as before.
+#[derive(Debug, Default)]
+pub(crate) struct Models {
+    slots: [OnceLock<Arc<str>>; REMEMBERED_MODELS],
+}
+
+impl Models {
+    /// `name`, shared.
+    pub(crate) fn intern(&self, name: &str) -> Arc<str> {
+        for slot in &self.slots {
+            let known = slot.get_or_init(|| name.into());
+            if **known == *name {
+                return known.clone();
+            }
+        }
+        name.into()
+    }
 }
 
 /// Summary of the request the span and metrics describe, computed once per call.
@@ -273,15 +462,12 @@ pub(crate) struct CallInfo {
 
 impl CallInfo {
     /// Attributes describing the server, shared by spans and metrics.
-    pub(crate) fn server_attributes(&self, attrs: &mut Vec<KeyValue>) {
-        if let Some((host, port)) = &self.server {
-            attrs.push(KeyValue::new(SERVER_ADDRESS, host.clone()));
-            attrs.push(KeyValue::new(SERVER_PORT, i64::from(*port)));
-        }
+    pub(crate) fn server_attributes(&self, attrs: &mut impl Push) {
+        server_attributes(self.server.as_ref(), attrs);
     }
 
     /// The GenAI attributes known for this call.
-    pub(crate) fn gen_ai_attributes(&self, attrs: &mut Vec<KeyValue>) {
+    pub(crate) fn gen_ai_attributes(&self, attrs: &mut impl Push) {
         if let Some(op) = self.operation {
             attrs.push(KeyValue::new(GEN_AI_OPERATION_NAME, op));
         }
@@ -296,7 +482,14 @@ impl CallInfo {
     /// The span name: `{operation} {model}` for GenAI calls, the method otherwise.
     pub(crate) fn span_name(&self) -> Cow<'static, str> {
         match (self.operation, &self.model) {
-            (Some(op), Some(model)) => format!("{op} {model}").into(),
+            // Pushed rather than `format!`ed: the formatting machinery costs several times more.
+            (Some(op), Some(model)) => {
+                let mut name = String::with_capacity(op.len() + 1 + model.len());
+                name.push_str(op);
+                name.push(' ');
+                name.push_str(model);
+                name.into()
+            }
             (Some(op), None) => op.into(),
             _ => self.method.into(),
         }
@@ -304,14 +497,11 @@ impl CallInfo {
 }
 
 /// Reads the cheap parts of `req`'s description (everything but the model).
-pub(crate) fn call_info<B>(req: &Request<B>, provider: Option<&Value>) -> CallInfo {
-    let server = server(req.uri(), req.headers());
-    let provider = provider.cloned().or_else(|| {
-        server
-            .as_ref()
-            .and_then(|(host, _)| provider_for_host(host))
-            .map(Value::from)
-    });
+pub(crate) fn call_info<B>(req: &Request<B>, endpoints: &Endpoints) -> CallInfo {
+    let (server, provider) = match endpoints.of(req.uri(), req.headers()) {
+        Some(endpoint) => (Some(endpoint.server), endpoint.provider),
+        None => (None, endpoints.provider().cloned()),
+    };
     CallInfo {
         method: method_value(req.method()),
         operation: operation(req.uri().path()),
@@ -384,6 +574,51 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_are_remembered_by_authority_and_scheme() {
+        let endpoints = Endpoints::new(None);
+        let empty = HeaderMap::new();
+        let of = |uri: &str| {
+            let e = endpoints.of(&uri.parse().unwrap(), &empty).unwrap();
+            (e.server.0.to_string(), e.server.1, e.provider)
+        };
+        let first = of("https://api.openai.com/v1/chat/completions");
+        assert_eq!(
+            first,
+            ("api.openai.com".into(), 443, Some(Value::from("openai")))
+        );
+        // Remembered: the same description, whatever the user-info or the path.
+        assert_eq!(of("https://u:p@api.openai.com/v1/embeddings"), first);
+        // The scheme's port is part of what identifies an endpoint.
+        assert_eq!(of("http://api.openai.com/v1").1, 80);
+        assert_eq!(of("https://api.openai.com:8443/v1").1, 8443);
+        // More endpoints than slots are still described right.
+        for port in 1..=REMEMBERED_ENDPOINTS as u16 + 2 {
+            let (host, p, provider) = of(&format!("http://[::1]:{port}/v1"));
+            assert_eq!((host.as_str(), p, provider), ("::1", port, None));
+        }
+        assert_eq!(of("https://api.openai.com/v1"), first);
+        // A configured provider names every endpoint.
+        let named = Endpoints::new(Some(Value::from("gateway")));
+        let e = named.of(&"http://localhost:4000/v1".parse().unwrap(), &empty);
+        assert_eq!(e.unwrap().provider, Some(Value::from("gateway")));
+        assert_eq!(
+            named.of(&"/v1".parse().unwrap(), &empty).map(|e| e.server),
+            None
+        );
+    }
+
+    #[test]
+    fn model_names_are_shared_once_known() {
+        let models = Models::default();
+        let a = models.intern("kimi-k2");
+        assert!(Arc::ptr_eq(&a, &models.intern("kimi-k2")));
+        for i in 0..REMEMBERED_MODELS + 2 {
+            assert_eq!(&*models.intern(&format!("m{i}")), format!("m{i}"));
+        }
+        assert_eq!(&*models.intern("kimi-k2"), "kimi-k2");
+    }
+
+    #[test]
     fn operations_of_well_known_paths() {
         assert_eq!(operation("/v1/chat/completions"), Some("chat"));
         assert_eq!(operation("/v1/completions"), Some("text_completion"));
@@ -408,6 +643,11 @@ mod tests {
             Some("gpt4o-prod")
         );
         assert_eq!(path_model("/v1/chat/completions"), None);
+        assert_eq!(path_model("/v1/models"), None);
+        assert_eq!(path_model("/v1/models/"), None);
+        assert_eq!(path_model("models/m1/x"), Some("m1"));
+        assert_eq!(path_model("/deployments/d:x/y"), Some("d"));
+        assert_eq!(path_model(""), None);
     }
 
     #[test]

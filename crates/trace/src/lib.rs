@@ -33,8 +33,10 @@
 //! propagator for its fields and builds no context when it has none (the API's default). With
 //! metrics off too ([`TraceBuilder::metrics`]), both layers together add about 0.2 µs per call
 //! on a 2-core machine. Metrics are on by default (they go to the global meter provider, which
-//! the API cannot tell apart from a no-op one): describing the call for its metric points then
-//! costs about 1.5 µs, so turn them off when no meter provider is installed.
+//! the API cannot tell apart from a no-op one): describing the call and recording its metric
+//! points then costs about 5,000 instructions per call for both layers (roughly 1 µs; the first
+//! few endpoints and model names a layer sees are described once and shared, and attribute
+//! lists stay on the stack), so turn them off when no meter provider is installed.
 //!
 //! # Where the two layers go
 //!

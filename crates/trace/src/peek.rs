@@ -20,8 +20,9 @@ pub(crate) struct Peeked<'a> {
 }
 
 impl Peeked<'_> {
-    fn is_complete(&self) -> bool {
-        self.model.is_some() && self.stream.is_some()
+    /// Whether the scan can stop: the model found, and the stream flag too if it is wanted.
+    fn is_complete(&self, want_stream: bool) -> bool {
+        self.model.is_some() && (self.stream.is_some() || !want_stream)
     }
 }
 
@@ -31,18 +32,42 @@ pub(crate) const MAX_MODEL_LEN: usize = 256;
 /// Looks at `body`'s top-level `model` and `stream`, reading at most `limit` bytes from each
 /// end.
 pub(crate) fn peek(body: &[u8], limit: usize) -> Peeked<'_> {
+    scan(body, limit, true)
+}
+
+/// Looks at `body`'s top-level `model` only: the scan stops at the model instead of walking
+/// the rest of the object for a `stream` that nobody will read (no span records it).
+pub(crate) fn peek_model(body: &[u8], limit: usize) -> Option<&str> {
+    model_first(&body[..body.len().min(limit)]).or_else(|| scan(body, limit, false).model)
+}
+
+/// The model of a body that starts `{"model":"name"`, as many clients write it, without
+/// walking the object: the walk would stop at this same first key with this same token.
+/// `None` when the body starts otherwise or the name is not plain (then the walk decides).
+fn model_first(front: &[u8]) -> Option<&str> {
+    const START: &[u8] = br#"{"model":""#;
+    let rest = front.strip_prefix(START)?;
+    let close = rest
+        .iter()
+        .take(MAX_MODEL_LEN + 1)
+        .position(|b| *b == b'"')?;
+    // The token with its quotes; a backslash in it (an escape) makes `model_name` refuse it.
+    model_name(&front[START.len() - 1..START.len() + close + 1])
+}
+
+fn scan(body: &[u8], limit: usize, want_stream: bool) -> Peeked<'_> {
     let mut found = Peeked::default();
     if limit == 0 || body.is_empty() {
         return found;
     }
     let whole = body.len() <= limit;
     let front = &body[..body.len().min(limit)];
-    let finished = Forward::new(front).scan(&mut found);
-    if whole || finished || found.is_complete() {
+    let finished = Forward::new(front, want_stream).scan(&mut found);
+    if whole || finished || found.is_complete(want_stream) {
         return found;
     }
     let back_start = body.len() - limit.min(body.len());
-    Backward::new(body, back_start).scan(&mut found);
+    Backward::new(body, back_start, want_stream).scan(&mut found);
     found
 }
 
@@ -70,11 +95,16 @@ fn model_name(value: &[u8]) -> Option<&str> {
 /// Whether `name` looks like a model name and nothing else: 1 to 256 bytes, no control
 /// character, no quote or backslash.
 pub(crate) fn is_model_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_MODEL_LEN
-        && name
-            .chars()
-            .all(|c| !c.is_control() && c != '"' && c != '\\')
+    if name.is_empty() || name.len() > MAX_MODEL_LEN {
+        return false;
+    }
+    // Model names are ASCII: a byte test settles them without decoding characters.
+    let plain = |b: &u8| matches!(b, 0x20..=0x7e) && *b != b'"' && *b != b'\\';
+    if name.bytes().all(|b| plain(&b)) {
+        return true;
+    }
+    name.chars()
+        .all(|c| !c.is_control() && c != '"' && c != '\\')
 }
 
 fn is_ws(b: u8) -> bool {
@@ -85,11 +115,16 @@ fn is_ws(b: u8) -> bool {
 struct Forward<'a> {
     buf: &'a [u8],
     pos: usize,
+    want_stream: bool,
 }
 
 impl<'a> Forward<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Forward { buf, pos: 0 }
+    fn new(buf: &'a [u8], want_stream: bool) -> Self {
+        Forward {
+            buf,
+            pos: 0,
+            want_stream,
+        }
     }
 
     /// Returns whether the whole object was walked (its closing brace reached).
@@ -107,7 +142,7 @@ impl<'a> Forward<'a> {
             self.expect(b':')?;
             let value = self.value()?;
             record(found, &key[1..key.len() - 1], value);
-            if found.is_complete() {
+            if found.is_complete(self.want_stream) {
                 return Some(());
             }
             match self.next_byte()? {
@@ -182,8 +217,9 @@ impl<'a> Forward<'a> {
 fn string_end(buf: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
-        // Keys and short values are most strings: a plain loop beats `memchr`'s setup there.
-        let short = buf.len().min(i + 16);
+        // Keys and short values (a model name) are most strings: a plain loop beats `memchr`'s
+        // setup there.
+        let short = buf.len().min(i + 48);
         let found = match buf[i..short].iter().position(|b| matches!(b, b'"' | b'\\')) {
             Some(n) => i + n,
             None => short + memchr::memchr2(b'"', b'\\', &buf[short..])?,
@@ -230,14 +266,16 @@ struct Backward<'a> {
     floor: usize,
     /// One past the next byte to read.
     pos: usize,
+    want_stream: bool,
 }
 
 impl<'a> Backward<'a> {
-    fn new(buf: &'a [u8], floor: usize) -> Self {
+    fn new(buf: &'a [u8], floor: usize, want_stream: bool) -> Self {
         Backward {
             buf,
             floor,
             pos: buf.len(),
+            want_stream,
         }
     }
 
@@ -255,7 +293,7 @@ impl<'a> Backward<'a> {
             self.expect(b':')?;
             let key = self.string()?;
             record(found, &key[1..key.len() - 1], value);
-            if found.is_complete() {
+            if found.is_complete(self.want_stream) {
                 return Some(());
             }
             match self.next_byte()? {
@@ -423,6 +461,20 @@ mod tests {
     }
 
     #[test]
+    fn model_first_is_read_at_once_and_checked_like_any() {
+        assert_eq!(
+            peek_model(br#"{"model":"kimi-k2","messages":[]}"#, 1 << 20),
+            Some("kimi-k2")
+        );
+        // An escape in the first model: not a plain name; a later duplicate key is the walk's.
+        let escaped = br#"{"model":"a"b","model":"c"}"#;
+        assert_eq!(peek_model(escaped, 1 << 20), peek(escaped, 1 << 20).model);
+        // The closing quote beyond the window: not read.
+        assert_eq!(peek_model(br#"{"model":"kimi-k2"}"#, 12), None);
+        assert_eq!(peek_model(br#"{"model":"","x":1}"#, 1 << 20), None);
+    }
+
+    #[test]
     fn zero_limit_reads_nothing() {
         assert_eq!(peek(br#"{"model":"m"}"#, 0), Peeked::default());
     }
@@ -489,6 +541,11 @@ mod tests {
             let full = peek(text.as_bytes(), usize::MAX);
             prop_assert_eq!(full.model.map(str::to_owned), model.clone());
             prop_assert_eq!(full.stream, stream);
+            // The model alone is the same answer, whole or in windows.
+            prop_assert_eq!(peek_model(text.as_bytes(), usize::MAX).map(str::to_owned), model.clone());
+            if let Some(m) = peek_model(text.as_bytes(), limit) {
+                prop_assert_eq!(Some(m.to_owned()), model.clone());
+            }
             // Reading windows, the answer is exact or absent, never wrong.
             let part = peek(text.as_bytes(), limit);
             if let Some(m) = part.model {

@@ -18,13 +18,18 @@ use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
 use opentelemetry::propagation::{Injector, TextMapPropagator};
 use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, Value};
+use smallvec::SmallVec;
 use tokio::time::Instant;
 use towline_core::{BoxError, Error, ErrorKind, Event, Observer};
 
-use crate::describe::{self, CallInfo};
+use crate::describe::{self, CallInfo, Endpoints, Models, Push};
 use crate::metrics::Instruments;
 use crate::names::*;
 use crate::peek;
+
+/// The attributes of one metric point: at most seven, so they stay on the stack (a `Vec` per
+/// point was a third of the allocations of a call with metrics on).
+pub(crate) type MetricAttrs = SmallVec<[KeyValue; 8]>;
 
 /// Where the `tracing` log lines of this crate go.
 pub(crate) const LOG_TARGET: &str = "towline::trace";
@@ -44,7 +49,10 @@ pub(crate) struct Shared {
     pub(crate) tracer_state: AtomicU8,
     pub(crate) propagator: Option<Arc<dyn TextMapPropagator + Send + Sync>>,
     pub(crate) instruments: Option<Instruments>,
-    pub(crate) provider: Option<Value>,
+    /// The configured provider name and the endpoints already described.
+    pub(crate) endpoints: Endpoints,
+    /// Shared copies of the model names seen.
+    pub(crate) models: Models,
     pub(crate) model_header: Option<HeaderName>,
     pub(crate) body_peek_limit: usize,
     pub(crate) kept_query: Vec<Cow<'static, str>>,
@@ -55,7 +63,7 @@ impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("metrics", &self.instruments.is_some())
-            .field("provider", &self.provider)
+            .field("provider", &self.endpoints.provider())
             .field("model_header", &self.model_header)
             .field("body_peek_limit", &self.body_peek_limit)
             .field("kept_query", &self.kept_query)
@@ -146,8 +154,8 @@ impl Shared {
             return None;
         }
         let start = Instant::now();
-        let mut info = describe::call_info(req, self.provider.as_ref());
-        self.read_model(req, &mut info);
+        let mut info = describe::call_info(req, &self.endpoints);
+        self.read_model(req, &mut info, tracing);
         let parent = self.parent_of(req.extensions());
         let (cx, live) = if tracing {
             let cx = self.start_span(info.span_name(), self.call_attributes(req, &info), &parent);
@@ -191,8 +199,9 @@ impl Shared {
         attrs
     }
 
-    /// Fills the model (extension, header, path, body in that order) and the stream flag.
-    fn read_model<B: 'static>(&self, req: &Request<B>, info: &mut CallInfo) {
+    /// Fills the model (extension, header, path, body in that order) and, for a span, the
+    /// stream flag (only spans record it).
+    fn read_model<B: 'static>(&self, req: &Request<B>, info: &mut CallInfo, tracing: bool) {
         let from_extension = req.extensions().get::<RequestModel>().map(|m| m.0.clone());
         let from_header = || {
             let value = req
@@ -200,15 +209,20 @@ impl Shared {
                 .get(self.model_header.as_ref()?)?
                 .to_str()
                 .ok()?;
-            peek::is_model_name(value).then(|| Arc::from(value))
+            peek::is_model_name(value).then(|| self.models.intern(value))
         };
-        let from_path = || describe::path_model(req.uri().path()).map(Arc::from);
+        let from_path = || describe::path_model(req.uri().path()).map(|m| self.models.intern(m));
         let mut model = from_extension.or_else(from_header).or_else(from_path);
-        if self.body_peek_limit > 0 {
+        if self.body_peek_limit > 0 && (tracing || model.is_none()) {
             with_buffered(req.body(), |bytes| {
+                if !tracing {
+                    let found = peek::peek_model(bytes, self.body_peek_limit);
+                    model = found.map(|m| self.models.intern(m));
+                    return;
+                }
                 let found = peek::peek(bytes, self.body_peek_limit);
                 if model.is_none() {
-                    model = found.model.map(Arc::from);
+                    model = found.model.map(|m| self.models.intern(m));
                 }
                 if info.stream.is_none() {
                     info.stream = found.stream;
@@ -245,16 +259,13 @@ impl Shared {
         let parent = parent(req);
         let server = match &scope {
             Some(scope) => scope.info.server.clone(),
-            None => describe::server(req.uri(), req.headers()),
+            None => (self.endpoints.of(req.uri(), req.headers())).map(|e| e.server),
         };
         let method = describe::method_value(req.method());
         let (cx, live) = if tracing {
             let mut attrs = Vec::with_capacity(6);
             describe::method_attributes(req.method(), &mut attrs);
-            if let Some((host, port)) = &server {
-                attrs.push(KeyValue::new(SERVER_ADDRESS, host.clone()));
-                attrs.push(KeyValue::new(SERVER_PORT, i64::from(*port)));
-            }
+            describe::server_attributes(server.as_ref(), &mut attrs);
             if let Some(url) = describe::redacted_url(req.uri(), &self.kept_query) {
                 attrs.push(KeyValue::new(URL_FULL, url));
             }
@@ -392,7 +403,7 @@ impl CallState {
             span.end();
         }
         if let Some(instruments) = &self.shared.instruments {
-            let mut attrs = Vec::with_capacity(7);
+            let mut attrs = MetricAttrs::new();
             self.info.gen_ai_attributes(&mut attrs);
             self.info.server_attributes(&mut attrs);
             if let Some(error_type) = &ending.error_type {
@@ -436,12 +447,9 @@ impl AttemptState {
             span.end();
         }
         if let Some(instruments) = &self.shared.instruments {
-            let mut attrs = Vec::with_capacity(5);
+            let mut attrs = MetricAttrs::new();
             attrs.push(KeyValue::new(HTTP_REQUEST_METHOD, self.method));
-            if let Some((host, port)) = &self.server {
-                attrs.push(KeyValue::new(SERVER_ADDRESS, host.clone()));
-                attrs.push(KeyValue::new(SERVER_PORT, i64::from(*port)));
-            }
+            describe::server_attributes(self.server.as_ref(), &mut attrs);
             if let Some(status) = ending.status {
                 attrs.push(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
             }
@@ -732,12 +740,12 @@ fn span_event(event: &Event) -> (&'static str, Vec<KeyValue>) {
 
 /// The metric points for a decision.
 fn record_event(instruments: &Instruments, info: &CallInfo, event: &Event) {
-    let mut attrs = Vec::with_capacity(4);
+    let mut attrs = MetricAttrs::new();
     info.server_attributes(&mut attrs);
     if let Some(provider) = &info.provider {
         attrs.push(KeyValue::new(GEN_AI_PROVIDER_NAME, provider.clone()));
     }
-    let with = |mut attrs: Vec<KeyValue>, extra: KeyValue| {
+    let with = |mut attrs: MetricAttrs, extra: KeyValue| {
         attrs.push(extra);
         attrs
     };
@@ -785,7 +793,7 @@ fn record_event(instruments: &Instruments, info: &CallInfo, event: &Event) {
 }
 
 /// `attrs` with the throttle key's digest (hex), when there is one.
-fn with_key(mut attrs: Vec<KeyValue>, key: Option<towline_core::KeyHash>) -> Vec<KeyValue> {
+fn with_key<A: Push>(mut attrs: A, key: Option<towline_core::KeyHash>) -> A {
     if let Some(key) = key {
         attrs.push(KeyValue::new(THROTTLE_KEY, key.to_string()));
     }
