@@ -46,6 +46,11 @@ const MIN_CREDENTIAL_LEN: usize = 8;
 pub struct Credential {
     len: usize,
     digest: KeyHash,
+    /// A polynomial rolling hash of the credential ([`roll`]): a window of the message is only
+    /// digested when its rolling hash, updated in a few instructions per byte, matches. Equal
+    /// bytes have equal rolling hashes, so every echo is still found and confirmed by the
+    /// digest; the other windows cost no digest at all.
+    roll: u64,
 }
 
 impl Credential {
@@ -54,8 +59,19 @@ impl Credential {
         (credential.len() >= MIN_CREDENTIAL_LEN).then(|| Credential {
             len: credential.len(),
             digest: KeyHash::of(credential),
+            roll: roll(credential),
         })
     }
+}
+
+/// The base of the rolling hash (odd, so multiplying by it loses nothing modulo 2^64).
+const ROLL_BASE: u64 = 0x0100_0000_01b3;
+
+/// `sum(bytes[i] * ROLL_BASE^(len-1-i))` modulo 2^64.
+fn roll(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |hash, &b| {
+        hash.wrapping_mul(ROLL_BASE).wrapping_add(u64::from(b))
+    })
 }
 
 impl std::fmt::Debug for Credential {
@@ -122,8 +138,10 @@ fn is_token_byte(b: u8) -> bool {
 /// Byte ranges of key-shaped tokens. The prefix must start a token (not `desk-…`).
 fn key_shaped_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
+    let mut starts = PrefixStarts::new(bytes);
     let mut i = 0;
-    while i < bytes.len() {
+    while let Some(at) = starts.next_from(i) {
+        i = at;
         let at_token_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
         let prefix = if at_token_start {
             KEY_PREFIXES.iter().find(|p| bytes[i..].starts_with(p))
@@ -155,20 +173,79 @@ fn key_shaped_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
     spans
 }
 
-/// Byte ranges (on char boundaries) whose digest equals the credential's.
+/// Where a key prefix may start: the positions of `s`, `k`, `A` (`sk-`, `sk_`, `kaiko_…`,
+/// `AIza`) and `B` (`Bearer `), found with `memchr` (SIMD) rather than by testing every
+/// position of the message. `B` is rare, so its next position is searched for separately and
+/// kept until passed.
+struct PrefixStarts<'a> {
+    bytes: &'a [u8],
+    /// The next `B` at or after the last position asked for, if it was searched for.
+    next_bearer: Option<Option<usize>>,
+}
+
+impl<'a> PrefixStarts<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        PrefixStarts {
+            bytes,
+            next_bearer: None,
+        }
+    }
+
+    /// The first position at or after `from` whose byte starts one of the prefixes.
+    fn next_from(&mut self, from: usize) -> Option<usize> {
+        let rest = self.bytes.get(from..)?;
+        let common = memchr::memchr3(b's', b'k', b'A', rest).map(|p| from + p);
+        let bearer = match self.next_bearer {
+            Some(Some(at)) if at >= from => Some(at),
+            Some(None) => None,
+            _ => {
+                let at = memchr::memchr(b'B', rest).map(|p| from + p);
+                self.next_bearer = Some(at);
+                at
+            }
+        };
+        match (common, bearer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Byte ranges (on char boundaries) whose digest equals the credential's, left to right, not
+/// overlapping. The rolling hash slides over the message; only a window whose rolling hash
+/// matches is digested.
 fn echo_spans(text: &str, credential: Credential) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
+    let len = credential.len;
     let mut spans = Vec::new();
+    if bytes.len() < len {
+        return spans;
+    }
+    // What the byte leaving the window weighs: ROLL_BASE^(len-1).
+    let leaving_weight = (1..len).fold(1_u64, |w, _| w.wrapping_mul(ROLL_BASE));
     let mut start = 0;
-    while start + credential.len <= bytes.len() {
-        let end = start + credential.len;
-        if text.is_char_boundary(start)
+    let mut hash = roll(&bytes[..len]);
+    loop {
+        let end = start + len;
+        if hash == credential.roll
+            && text.is_char_boundary(start)
             && text.is_char_boundary(end)
             && KeyHash::of(&bytes[start..end]) == credential.digest
         {
             spans.push((start, end));
             start = end;
+            if start + len > bytes.len() {
+                break;
+            }
+            hash = roll(&bytes[start..start + len]);
         } else {
+            if end >= bytes.len() {
+                break;
+            }
+            hash = hash
+                .wrapping_sub(u64::from(bytes[start]).wrapping_mul(leaving_weight))
+                .wrapping_mul(ROLL_BASE)
+                .wrapping_add(u64::from(bytes[end]));
             start += 1;
         }
     }
@@ -213,6 +290,122 @@ mod tests {
             redact_with("令牌secret-token-99已失效", c),
             "令牌[redacted]已失效"
         );
+    }
+
+    /// The scans as first written (every position tested, every window digested): the fast
+    /// ones must find exactly the same spans.
+    mod reference {
+        use super::super::*;
+
+        pub(super) fn key_shaped_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
+            let mut spans = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                let at_token_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+                let prefix = if at_token_start {
+                    KEY_PREFIXES.iter().find(|p| bytes[i..].starts_with(p))
+                } else {
+                    None
+                };
+                let Some(prefix) = prefix else {
+                    i += 1;
+                    continue;
+                };
+                let tail_start = i + prefix.len();
+                let mut end = tail_start;
+                while end < bytes.len() && is_token_byte(bytes[end]) {
+                    end += 1;
+                }
+                while end > tail_start && bytes[end - 1] == b'.' {
+                    end -= 1;
+                }
+                if end - tail_start >= MIN_KEY_TAIL {
+                    let start = if *prefix == b"Bearer " { tail_start } else { i };
+                    spans.push((start, end));
+                    i = end;
+                } else {
+                    i = tail_start;
+                }
+            }
+            spans
+        }
+
+        pub(super) fn echo_spans(text: &str, credential: Credential) -> Vec<(usize, usize)> {
+            let bytes = text.as_bytes();
+            let mut spans = Vec::new();
+            let mut start = 0;
+            while start + credential.len <= bytes.len() {
+                let end = start + credential.len;
+                if text.is_char_boundary(start)
+                    && text.is_char_boundary(end)
+                    && KeyHash::of(&bytes[start..end]) == credential.digest
+                {
+                    spans.push((start, end));
+                    start = end;
+                } else {
+                    start += 1;
+                }
+            }
+            spans
+        }
+    }
+
+    fn text_with_keys() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            proptest::sample::select(vec![
+                "sk-",
+                "sk_",
+                "kaiko_live_",
+                "kaiko_test_",
+                "AIza",
+                "Bearer ",
+                "B",
+                "s",
+                "k",
+                "A",
+                ".",
+                " ",
+                "令牌",
+                "abcdefgh",
+                "0123456789",
+                "secret-token-99",
+            ])
+            .prop_map(str::to_string),
+            "[a-zA-Z0-9 _.\\-]{0,10}",
+            ".{0,4}",
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..Default::default() })]
+
+        #[test]
+        fn fast_scans_find_the_same_spans(
+            text in text_with_keys(),
+            key in proptest::sample::select(vec![
+                "secret-token-99", "abcdefgh", "aaaaaaaa", "sk-abcdefgh", "令牌abcdef",
+            ]),
+            from in 0usize..64,
+        ) {
+            proptest::prop_assert_eq!(
+                key_shaped_spans(text.as_bytes()),
+                reference::key_shaped_spans(text.as_bytes())
+            );
+            let c = Credential::of(key.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(echo_spans(&text, c), reference::echo_spans(&text, c));
+            // A credential cut from the text itself is an echo wherever it occurs.
+            let bytes = text.as_bytes();
+            if bytes.len() >= MIN_CREDENTIAL_LEN {
+                let start = from % (bytes.len() - MIN_CREDENTIAL_LEN + 1);
+                let own = Credential::of(&bytes[start..start + MIN_CREDENTIAL_LEN]).unwrap();
+                proptest::prop_assert_eq!(
+                    echo_spans(&text, own),
+                    reference::echo_spans(&text, own)
+                );
+            }
+        }
     }
 
     #[test]
