@@ -42,7 +42,7 @@ use http::{HeaderMap, StatusCode};
 use towline_core::{ApiError, ErrorKind, HintSource, RateLimitSnapshot, RetryHint};
 
 use crate::dialect::{self, Fields, Shape};
-use crate::headers::{self, LazyNow};
+use crate::headers::{self, LazyNow, SnapshotBuilder};
 use crate::parse;
 use crate::scrub::{self, Credential};
 use crate::wording::{self, Wording};
@@ -294,7 +294,8 @@ impl Classifier {
     /// Rate-limit headers, plus OpenRouter's copy of them in `error.metadata.headers`.
     fn snapshot(&self, headers: &HeaderMap, fields: &Fields<'_>) -> Option<RateLimitSnapshot> {
         let mut now = LazyNow::Fixed(self.now);
-        let mut builder = headers::snapshot_builder(headers, &mut now);
+        let mut builder = SnapshotBuilder::default();
+        builder.offer_all(headers, &mut now);
         if let Some(raw) = fields.meta_headers
             && let Ok(map) = serde_json::from_str::<
                 std::collections::BTreeMap<Cow<'_, str>, &serde_json::value::RawValue>,

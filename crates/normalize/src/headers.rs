@@ -129,21 +129,9 @@ pub fn rate_limit_snapshot(headers: &HeaderMap, now: SystemTime) -> Option<RateL
 
 /// [`rate_limit_snapshot`] reading the wall clock only if a value needs it.
 pub(crate) fn snapshot_with(headers: &HeaderMap, now: &mut LazyNow) -> Option<RateLimitSnapshot> {
-    snapshot_builder(headers, now).finish()
-}
-
-/// A snapshot builder that has been offered every rate-limit header of `headers`. The name is
-/// tested before the value is checked for visible ASCII, so other headers cost one compare.
-pub(crate) fn snapshot_builder(headers: &HeaderMap, now: &mut LazyNow) -> SnapshotBuilder {
     let mut builder = SnapshotBuilder::default();
-    for (name, value) in headers {
-        if may_be_rate_limit(name.as_str())
-            && let Ok(value) = value.to_str()
-        {
-            builder.offer(name.as_str(), value, now);
-        }
-    }
-    builder
+    builder.offer_all(headers, now);
+    builder.finish()
 }
 
 /// A wall clock read at most once, and only when a value needs it.
@@ -199,6 +187,19 @@ pub(crate) struct SnapshotBuilder {
 }
 
 impl SnapshotBuilder {
+    /// Offers every rate-limit header of `headers`. The name is tested before the value is
+    /// checked for visible ASCII, so other headers cost one compare.
+    #[inline]
+    pub(crate) fn offer_all(&mut self, headers: &HeaderMap, now: &mut LazyNow) {
+        for (name, value) in headers {
+            if may_be_rate_limit(name.as_str())
+                && let Ok(value) = value.to_str()
+            {
+                self.offer(name.as_str(), value, now);
+            }
+        }
+    }
+
     /// Offers one header (name in lowercase); ignores anything that is not a rate-limit header.
     pub(crate) fn offer(&mut self, name: &str, value: &str, now: &mut LazyNow) {
         if !may_be_rate_limit(name) {
