@@ -7,9 +7,9 @@
 //! - anything shaped like an API key: `sk-…`/`sk_…` (OpenAI, Moonshot, DeepSeek, aiapi),
 //!   `kaiko_live_…`/`kaiko_test_…`, `AIza…` (Google), and the token after `Bearer `;
 //! - an exact echo of the request's own credential, whatever its shape. The layer does not keep
-//!   the credential for this: it keeps its length, a 64-bit digest ([`KeyHash`]) and one byte
-//!   (its first byte XOR its last), and compares the digest of each same-length window of the
-//!   message whose first-XOR-last byte matches. So the response future never holds a secret,
+//!   the credential for this: it keeps its length, a 64-bit digest ([`KeyHash`]) and 32 bits
+//!   (its first four bytes XOR its last four), and compares the digest of each same-length
+//!   window of the message whose first-XOR-last bytes match. So the response future never holds a secret,
 //!   and the search is paid on the error path only.
 
 use std::borrow::Cow;
@@ -46,11 +46,11 @@ const MIN_CREDENTIAL_LEN: usize = 8;
 pub struct Credential {
     len: usize,
     digest: KeyHash,
-    /// The first byte of the credential XOR its last: a window of the message is only digested
-    /// when its own first-XOR-last matches, which one window in a few dozen does. Equal bytes
-    /// give equal values, so every echo is still found and confirmed by the digest. It costs
-    /// nothing to take (the success path pays for it) and says next to nothing about the key.
-    edge: u8,
+    /// The credential's first four bytes XOR its last four: a window of the message is only
+    /// digested when its own value matches. Equal bytes give equal values, so every echo is
+    /// still found and confirmed by the digest. It costs two loads to take (the success path
+    /// pays for it), says next to nothing about the key, and text almost never matches it.
+    edge: u32,
 }
 
 impl Credential {
@@ -64,9 +64,12 @@ impl Credential {
     }
 }
 
-/// The first byte of `bytes` XOR its last (`bytes` is not empty).
-fn edge(bytes: &[u8]) -> u8 {
-    bytes[0] ^ bytes[bytes.len() - 1]
+/// The first four bytes of `bytes` XOR its last four (`bytes` has at least
+/// [`MIN_CREDENTIAL_LEN`] of them).
+fn edge(bytes: &[u8]) -> u32 {
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    word(0) ^ word(bytes.len() - 4)
 }
 
 impl std::fmt::Debug for Credential {
@@ -207,7 +210,7 @@ impl<'a> PrefixStarts<'a> {
 }
 
 /// Byte ranges (on char boundaries) whose digest equals the credential's, left to right, not
-/// overlapping. Only a window whose first and last bytes match the credential's `edge` is
+/// overlapping. Only a window whose first and last four bytes match the credential's `edge` is
 /// digested.
 fn echo_spans(text: &str, credential: Credential) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
@@ -215,7 +218,7 @@ fn echo_spans(text: &str, credential: Credential) -> Vec<(usize, usize)> {
     let mut start = 0;
     while start + credential.len <= bytes.len() {
         let end = start + credential.len;
-        if bytes[start] ^ bytes[end - 1] == credential.edge
+        if edge(&bytes[start..end]) == credential.edge
             && text.is_char_boundary(start)
             && text.is_char_boundary(end)
             && KeyHash::of(&bytes[start..end]) == credential.digest
