@@ -7,9 +7,9 @@
 //! - anything shaped like an API key: `sk-…`/`sk_…` (OpenAI, Moonshot, DeepSeek, aiapi),
 //!   `kaiko_live_…`/`kaiko_test_…`, `AIza…` (Google), and the token after `Bearer `;
 //! - an exact echo of the request's own credential, whatever its shape. The layer does not keep
-//!   the credential for this: it keeps its length, a 64-bit digest ([`KeyHash`]) and 32 bits
-//!   (its first four bytes XOR its last four), and compares the digest of each same-length
-//!   window of the message whose first-XOR-last bytes match. So the response future never holds a secret,
+//!   the credential for this: it keeps its length, a 64-bit digest ([`KeyHash`]) and two
+//!   bytes (its first XOR its last, its second XOR its last but one), and compares the digest
+//!   of each same-length window of the message whose two bytes match. So the response future never holds a secret,
 //!   and the search is paid on the error path only.
 
 use std::borrow::Cow;
@@ -46,11 +46,12 @@ const MIN_CREDENTIAL_LEN: usize = 8;
 pub struct Credential {
     len: usize,
     digest: KeyHash,
-    /// The credential's first four bytes XOR its last four: a window of the message is only
-    /// digested when its own value matches. Equal bytes give equal values, so every echo is
-    /// still found and confirmed by the digest. It costs two loads to take (the success path
-    /// pays for it), says next to nothing about the key, and text almost never matches it.
-    edge: u32,
+    /// The credential's first byte XOR its last, and its second XOR its last but one: a window
+    /// of the message is only digested when its own pair matches (one window of English text
+    /// in a few hundred). Equal bytes give equal values, so every echo is still found and
+    /// confirmed by the digest. It costs four loads to take (the success path pays for it)
+    /// and says next to nothing about the key.
+    edge: [u8; 2],
 }
 
 impl Credential {
@@ -64,12 +65,11 @@ impl Credential {
     }
 }
 
-/// The first four bytes of `bytes` XOR its last four (`bytes` has at least
+/// `[first ^ last, second ^ last but one]` of `bytes` (which has at least
 /// [`MIN_CREDENTIAL_LEN`] of them).
-fn edge(bytes: &[u8]) -> u32 {
-    let word =
-        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    word(0) ^ word(bytes.len() - 4)
+fn edge(bytes: &[u8]) -> [u8; 2] {
+    let n = bytes.len();
+    [bytes[0] ^ bytes[n - 1], bytes[1] ^ bytes[n - 2]]
 }
 
 impl std::fmt::Debug for Credential {
@@ -210,18 +210,30 @@ impl<'a> PrefixStarts<'a> {
 }
 
 /// Byte ranges (on char boundaries) whose digest equals the credential's, left to right, not
-/// overlapping. Only a window whose first and last four bytes match the credential's `edge` is
-/// digested.
+/// overlapping. Only a window whose `edge` matches the credential's is digested; candidates are
+/// found by walking the windows' first and last bytes side by side (no bounds checks).
 fn echo_spans(text: &str, credential: Credential) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
+    let n = credential.len;
     let mut spans = Vec::new();
     let mut start = 0;
-    while start + credential.len <= bytes.len() {
-        let end = start + credential.len;
-        if edge(&bytes[start..end]) == credential.edge
+    while start + n <= bytes.len() {
+        let firsts = &bytes[start..=bytes.len() - n];
+        let lasts = &bytes[start + n - 1..];
+        let Some(skip) = firsts
+            .iter()
+            .zip(lasts)
+            .position(|(first, last)| first ^ last == credential.edge[0])
+        else {
+            break;
+        };
+        start += skip;
+        let end = start + n;
+        let window = &bytes[start..end];
+        if edge(window) == credential.edge
             && text.is_char_boundary(start)
             && text.is_char_boundary(end)
-            && KeyHash::of(&bytes[start..end]) == credential.digest
+            && KeyHash::of(window) == credential.digest
         {
             spans.push((start, end));
             start = end;
