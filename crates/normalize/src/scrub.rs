@@ -13,6 +13,7 @@
 //!   and the search is paid on the error path only.
 
 use std::borrow::Cow;
+use std::num::NonZeroUsize;
 
 use towline_core::KeyHash;
 
@@ -44,7 +45,9 @@ const MIN_CREDENTIAL_LEN: usize = 8;
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Credential {
-    len: usize,
+    /// Not zero (at least [`MIN_CREDENTIAL_LEN`]), which lets `Option<Credential>` use the
+    /// niche: the option the response future carries stays 24 bytes with the `edge` added.
+    len: NonZeroUsize,
     digest: KeyHash,
     /// The credential's first byte XOR its last, and its second XOR its last but one: a window
     /// of the message is only digested when its own pair matches (one window of English text
@@ -57,8 +60,10 @@ pub struct Credential {
 impl Credential {
     /// The digest of `credential`, or `None` for one too short to search for safely.
     pub fn of(credential: &[u8]) -> Option<Self> {
-        (credential.len() >= MIN_CREDENTIAL_LEN).then(|| Credential {
-            len: credential.len(),
+        let len =
+            NonZeroUsize::new(credential.len()).filter(|len| len.get() >= MIN_CREDENTIAL_LEN)?;
+        Some(Credential {
+            len,
             digest: KeyHash::of(credential),
             edge: edge(credential),
         })
@@ -214,7 +219,7 @@ impl<'a> PrefixStarts<'a> {
 /// found by walking the windows' first and last bytes side by side (no bounds checks).
 fn echo_spans(text: &str, credential: Credential) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
-    let n = credential.len;
+    let n = credential.len.get();
     let mut spans = Vec::new();
     let mut start = 0;
     while start + n <= bytes.len() {
@@ -326,8 +331,9 @@ mod tests {
             let bytes = text.as_bytes();
             let mut spans = Vec::new();
             let mut start = 0;
-            while start + credential.len <= bytes.len() {
-                let end = start + credential.len;
+            let len = credential.len.get();
+            while start + len <= bytes.len() {
+                let end = start + len;
                 if text.is_char_boundary(start)
                     && text.is_char_boundary(end)
                     && KeyHash::of(&bytes[start..end]) == credential.digest
