@@ -533,8 +533,17 @@ fn zhipu_code(code: &str) -> Option<ErrorKind> {
 fn word_class(token: &str) -> Option<(ErrorKind, Strength)> {
     use ErrorKind::*;
     use Strength::*;
-    let lower = token.trim().to_ascii_lowercase();
-    let word = lower.as_str();
+    // Lowercased on the stack: every known word is short, and a longer token is none of them.
+    let trimmed = token.trim().as_bytes();
+    let mut buf = [0_u8; 48];
+    let Some(lower) = buf.get_mut(..trimmed.len()) else {
+        return long_word_class(token);
+    };
+    lower.copy_from_slice(trimmed);
+    lower.make_ascii_lowercase();
+    let Ok(word) = std::str::from_utf8(lower) else {
+        return None;
+    };
     let found = match word {
         "exceeded_current_quota_error"
         | "insufficient_quota"
@@ -621,6 +630,19 @@ fn word_class(token: &str) -> Option<(ErrorKind, Strength)> {
     Some(found)
 }
 
+/// [`word_class`] of a token too long for its buffer: only the `_spend_limit_exceeded` and
+/// `throttling` patterns match words of any length.
+fn long_word_class(token: &str) -> Option<(ErrorKind, Strength)> {
+    let lower = token.trim().to_ascii_lowercase();
+    if lower.ends_with("_spend_limit_exceeded") {
+        Some((ErrorKind::QuotaExhausted, Strength::Strong))
+    } else if lower.starts_with("throttling") {
+        Some((ErrorKind::RateLimited, Strength::Strong))
+    } else {
+        None
+    }
+}
+
 /// What the status alone says.
 fn status_class(status: u16) -> Option<ErrorKind> {
     use ErrorKind::*;
@@ -686,6 +708,29 @@ mod tests {
         );
         assert_eq!(err.kind(), ErrorKind::RateLimited);
         assert_eq!(err.retry_after(), Some(Duration::from_millis(2220)));
+    }
+
+    #[test]
+    fn word_classes_of_long_tokens_and_any_case() {
+        let long = "x".repeat(60);
+        assert_eq!(
+            word_class(&format!(" {long}_SPEND_LIMIT_EXCEEDED ")),
+            Some((ErrorKind::QuotaExhausted, Strength::Strong))
+        );
+        assert_eq!(
+            word_class(&format!("Throttling{long}")),
+            Some((ErrorKind::RateLimited, Strength::Strong))
+        );
+        assert_eq!(word_class(&long), None);
+        assert_eq!(
+            word_class(" Rate_Limit_Exceeded\t"),
+            Some((ErrorKind::RateLimited, Strength::Strong))
+        );
+        assert_eq!(
+            word_class("model_context_window_exceeded"),
+            Some((ErrorKind::ContextLengthExceeded, Strength::Strong))
+        );
+        assert_eq!(word_class("令牌"), None);
     }
 
     #[test]
