@@ -35,6 +35,7 @@
 //! `Retry-After` is maintenance, not a quota.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
@@ -44,6 +45,7 @@ use crate::dialect::{self, Fields, Shape};
 use crate::headers::{self, LazyNow, SnapshotBuilder};
 use crate::parse;
 use crate::scrub::{self, Credential};
+use crate::wording::{self, Wording};
 
 /// A retry hint longer than this turns a rate limit into `QuotaExhausted`.
 pub const QUOTA_HINT: Duration = Duration::from_secs(120);
@@ -105,9 +107,13 @@ pub fn classify_ok_body(headers: &HeaderMap, body: &[u8]) -> Option<ApiError> {
 /// ```
 pub fn retry_hint(headers: &HeaderMap, body: &[u8], now: SystemTime) -> Option<RetryHint> {
     headers::retry_hint(headers, now).or_else(|| {
-        let text = String::from_utf8_lossy(body);
+        let text = lossy_text(body);
         let fields = Fields::read(&text);
-        body_hint(&fields, &text)
+        let message = match &fields.message {
+            Some(m) => Cow::Borrowed(m.as_ref()),
+            None => text_message(&fields, &text),
+        };
+        body_hint(&fields, &message)
     })
 }
 
@@ -163,14 +169,14 @@ impl Classifier {
 
     /// See [`classify`].
     pub fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
-        let text = String::from_utf8_lossy(body);
+        let text = lossy_text(body);
         let fields = Fields::read(&text);
         self.build(status, status.as_u16(), headers, &fields, &text)
     }
 
     /// See [`classify_ok_body`].
     pub fn classify_ok_body(&self, headers: &HeaderMap, body: &[u8]) -> Option<ApiError> {
-        let text = String::from_utf8_lossy(body);
+        let text = lossy_text(body);
         let fields = Fields::read(&text);
         if !fields.is_error_answer() {
             return None;
@@ -206,7 +212,7 @@ impl Classifier {
         data: &[u8],
     ) -> Option<ApiError> {
         let named_error = event.is_some_and(|e| e.trim() == "error");
-        let text = String::from_utf8_lossy(data);
+        let text = lossy_text(data);
         let fields = Fields::read(&text);
         if !(named_error || fields.is_error_answer() || fields.finish_reason_error) {
             return None;
@@ -232,18 +238,20 @@ impl Classifier {
         text: &str,
     ) -> ApiError {
         let snapshot = self.snapshot(headers, fields);
+        // The provider's message, else the plain-text body's.
+        let message = match &fields.message {
+            Some(m) => Cow::Borrowed(m.as_ref()),
+            None => text_message(fields, text),
+        };
         let header_hint = headers::retry_hint(headers, self.now);
         let hint = header_hint
-            .or_else(|| body_hint(fields, text))
+            .or_else(|| body_hint(fields, &message))
             .or_else(|| reset_hint(snapshot.as_ref(), effective));
         let facts = Facts {
             status: effective,
             fields,
-            message: fields
-                .message
-                .as_deref()
-                .map(str::to_ascii_lowercase)
-                .unwrap_or_else(|| text_message(fields, text).to_ascii_lowercase()),
+            message: &message,
+            wording: OnceCell::new(),
             hint: hint.map(|h| h.delay),
             header_hint: header_hint.is_some(),
             snapshot: snapshot.as_ref(),
@@ -257,12 +265,9 @@ impl Classifier {
         if let Some(c) = &fields.code {
             err = err.with_provider_code(c.as_ref());
         }
-        let message = match &fields.message {
-            Some(m) => Some(Cow::Borrowed(m.as_ref())),
-            None => Some(text_message(fields, text)).filter(|m| !m.is_empty()),
-        };
-        if let Some(m) = message {
-            err = err.with_message(scrub::redact_with(&m, self.credential).as_ref());
+        // A provider's message is never empty; a plain-text body may be.
+        if !message.is_empty() {
+            err = err.with_message(scrub::redact_with(&message, self.credential).as_ref());
         }
         if let Some(p) = &fields.param {
             err = err.with_param(scrub::redact_with(p, self.credential).as_ref());
@@ -288,13 +293,9 @@ impl Classifier {
 
     /// Rate-limit headers, plus OpenRouter's copy of them in `error.metadata.headers`.
     fn snapshot(&self, headers: &HeaderMap, fields: &Fields<'_>) -> Option<RateLimitSnapshot> {
-        let mut builder = SnapshotBuilder::default();
         let mut now = LazyNow::Fixed(self.now);
-        for (name, value) in headers {
-            if let Ok(value) = value.to_str() {
-                builder.offer(name.as_str(), value, &mut now);
-            }
-        }
+        let mut builder = SnapshotBuilder::default();
+        builder.offer_all(headers, &mut now);
         if let Some(raw) = fields.meta_headers
             && let Ok(map) = serde_json::from_str::<
                 std::collections::BTreeMap<Cow<'_, str>, &serde_json::value::RawValue>,
@@ -310,14 +311,22 @@ impl Classifier {
     }
 }
 
-/// The body's own retry hint: a structured field, else a delay written in the message.
-fn body_hint(fields: &Fields<'_>, text: &str) -> Option<RetryHint> {
+/// The body as text, invalid UTF-8 replaced by U+FFFD. Valid UTF-8 (nearly every body) is
+/// borrowed after `str::from_utf8`'s word-at-a-time ASCII check, which is several times cheaper
+/// than `String::from_utf8_lossy`'s chunk-by-chunk walk; the result is the same.
+fn lossy_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// The body's own retry hint: a structured field, else a delay written in `message` (the
+/// provider's message, else the plain-text body's).
+fn body_hint(fields: &Fields<'_>, message: &str) -> Option<RetryHint> {
     fields
         .body_delay
-        .or_else(|| match fields.message.as_deref() {
-            Some(message) => parse::message_delay(message),
-            None => parse::message_delay(&text_message(fields, text)),
-        })
+        .or_else(|| parse::message_delay(message))
         .map(|d| RetryHint::new(d, HintSource::Body))
 }
 
@@ -346,16 +355,18 @@ fn text_message<'t>(fields: &Fields<'_>, text: &'t str) -> Cow<'t, str> {
 struct Facts<'f, 'a> {
     status: u16,
     fields: &'f Fields<'a>,
-    /// The message, lowercased (or the plain-text body).
-    message: String,
+    /// The message (or the plain-text body), as sent: the phrase scan folds ASCII case.
+    message: &'f str,
+    wording: OnceCell<Wording>,
     hint: Option<Duration>,
     header_hint: bool,
     snapshot: Option<&'f RateLimitSnapshot>,
 }
 
 impl Facts<'_, '_> {
-    fn says(&self, phrases: &[&str]) -> bool {
-        phrases.iter().any(|p| self.message.contains(p))
+    /// What the message says, scanned once, on the first question.
+    fn wording(&self) -> Wording {
+        *self.wording.get_or_init(|| wording::scan(self.message))
     }
 
     /// The Gemini dialect words every 429 as a quota; only its `quotaId` tells.
@@ -399,10 +410,10 @@ fn decide(f: &Facts<'_, '_>) -> ErrorKind {
     }
     let rate_like =
         strong == Some(ErrorKind::RateLimited) || (strong.is_none() && matches!(s, 429 | 402));
-    if (rate_like || matches!(s, 403 | 429)) && !f.is_gemini() && says_quota(f) {
+    if (rate_like || matches!(s, 403 | 429)) && !f.is_gemini() && f.wording().says_quota() {
         return ErrorKind::QuotaExhausted;
     }
-    if strong.is_none() && s == 429 && f.says(OVERLOADED) {
+    if strong.is_none() && s == 429 && f.wording().says_overloaded() {
         return ErrorKind::Overloaded;
     }
     if rate_like {
@@ -420,13 +431,13 @@ fn decide(f: &Facts<'_, '_>) -> ErrorKind {
     // Context length and content filter before the generic 400.
     let wording_applies = matches!(s, 400 | 403 | 421 | 422 | 451) || !is_http_error(s);
     if strong == Some(ErrorKind::ContextLengthExceeded)
-        || (strong.is_none() && wording_applies && s != 403 && f.says(CONTEXT_LENGTH))
+        || (strong.is_none() && wording_applies && s != 403 && f.wording().says_context_length())
     {
         return ErrorKind::ContextLengthExceeded;
     }
     if strong == Some(ErrorKind::ContentFiltered)
         || (s == 403 && f.fields.moderation)
-        || (strong.is_none() && wording_applies && f.says(CONTENT_FILTER))
+        || (strong.is_none() && wording_applies && f.wording().says_content_filter())
         || (s == 421 && f.fields.shape != Shape::Text)
     {
         return ErrorKind::ContentFiltered;
@@ -436,7 +447,7 @@ fn decide(f: &Facts<'_, '_>) -> ErrorKind {
     if strong == Some(ErrorKind::Overloaded) || matches!(s, 529 | 498) {
         return ErrorKind::Overloaded;
     }
-    if (s >= 500 || !is_http_error(s)) && f.says(OVERLOADED) {
+    if (s >= 500 || !is_http_error(s)) && f.wording().says_overloaded() {
         return ErrorKind::Overloaded;
     }
 
@@ -452,69 +463,6 @@ fn decide(f: &Facts<'_, '_>) -> ErrorKind {
 fn is_http_error(status: u16) -> bool {
     (400..=599).contains(&status)
 }
-
-fn says_quota(f: &Facts<'_, '_>) -> bool {
-    // Phrases that only a quota uses. Not "billing" alone: OpenAI's rate-limit message links
-    // to the billing page.
-    const QUOTA: &[&str] = &[
-        "exceeded your current quota",
-        "exceeded current quota",
-        "exceeded the current quota",
-        "quota exceeded",
-        "quota exhausted",
-        "quota has been exhausted",
-        "insufficient quota",
-        "quota is not enough",
-        "out of quota",
-        "token plan",
-        "token-plan",
-        "insufficient balance",
-        "balance is insufficient",
-        "insufficient credit",
-        "out of credits",
-        "arrears",
-        "欠费",
-        "余额不足",
-    ];
-    f.says(QUOTA) || (f.message.contains("quota") && !f.message.contains("rate"))
-}
-
-const CONTEXT_LENGTH: &[&str] = &[
-    "context length",
-    "context_length",
-    "context window",
-    "maximum context",
-    "input token length too long",
-    "token length too long",
-    "exceeded model token limit",
-    "exceeds the maximum number of tokens",
-    "prompt is too long",
-    "too many tokens",
-    "reduce the length of the messages",
-];
-
-const CONTENT_FILTER: &[&str] = &[
-    "content filter",
-    "content_filter",
-    "content management policy",
-    "content policy",
-    "high risk",
-    "inappropriate content",
-    "flagged",
-    "moderation",
-    "sensitive content",
-    "data_inspection",
-];
-
-const OVERLOADED: &[&str] = &[
-    "overloaded",
-    "high load",
-    "over capacity",
-    "at capacity",
-    "capacity exceeded",
-    "server is busy",
-    "too busy",
-];
 
 /// kimi-free-api's code table.
 fn kimi_free_api(code: i64) -> Option<ErrorKind> {
@@ -585,8 +533,17 @@ fn zhipu_code(code: &str) -> Option<ErrorKind> {
 fn word_class(token: &str) -> Option<(ErrorKind, Strength)> {
     use ErrorKind::*;
     use Strength::*;
-    let lower = token.trim().to_ascii_lowercase();
-    let word = lower.as_str();
+    // Lowercased on the stack: every known word is short, and a longer token is none of them.
+    let trimmed = token.trim().as_bytes();
+    let mut buf = [0_u8; 48];
+    let Some(lower) = buf.get_mut(..trimmed.len()) else {
+        return long_word_class(token);
+    };
+    lower.copy_from_slice(trimmed);
+    lower.make_ascii_lowercase();
+    let Ok(word) = std::str::from_utf8(lower) else {
+        return None;
+    };
     let found = match word {
         "exceeded_current_quota_error"
         | "insufficient_quota"
@@ -673,6 +630,19 @@ fn word_class(token: &str) -> Option<(ErrorKind, Strength)> {
     Some(found)
 }
 
+/// [`word_class`] of a token too long for its buffer: only the `_spend_limit_exceeded` and
+/// `throttling` patterns match words of any length.
+fn long_word_class(token: &str) -> Option<(ErrorKind, Strength)> {
+    let lower = token.trim().to_ascii_lowercase();
+    if lower.ends_with("_spend_limit_exceeded") {
+        Some((ErrorKind::QuotaExhausted, Strength::Strong))
+    } else if lower.starts_with("throttling") {
+        Some((ErrorKind::RateLimited, Strength::Strong))
+    } else {
+        None
+    }
+}
+
 /// What the status alone says.
 fn status_class(status: u16) -> Option<ErrorKind> {
     use ErrorKind::*;
@@ -738,6 +708,29 @@ mod tests {
         );
         assert_eq!(err.kind(), ErrorKind::RateLimited);
         assert_eq!(err.retry_after(), Some(Duration::from_millis(2220)));
+    }
+
+    #[test]
+    fn word_classes_of_long_tokens_and_any_case() {
+        let long = "x".repeat(60);
+        assert_eq!(
+            word_class(&format!(" {long}_SPEND_LIMIT_EXCEEDED ")),
+            Some((ErrorKind::QuotaExhausted, Strength::Strong))
+        );
+        assert_eq!(
+            word_class(&format!("Throttling{long}")),
+            Some((ErrorKind::RateLimited, Strength::Strong))
+        );
+        assert_eq!(word_class(&long), None);
+        assert_eq!(
+            word_class(" Rate_Limit_Exceeded\t"),
+            Some((ErrorKind::RateLimited, Strength::Strong))
+        );
+        assert_eq!(
+            word_class("model_context_window_exceeded"),
+            Some((ErrorKind::ContextLengthExceeded, Strength::Strong))
+        );
+        assert_eq!(word_class("令牌"), None);
     }
 
     #[test]

@@ -321,7 +321,8 @@ pub(crate) fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
     match json.as_bytes().first()? {
         b'"' => {
             let inner = &json[1..json.len() - 1];
-            if inner.contains('\\') {
+            // memchr (SIMD) rather than `str::contains(char)`: every string field is checked.
+            if memchr::memchr(b'\\', inner.as_bytes()).is_some() {
                 serde_json::from_str::<String>(json).ok().map(Cow::Owned)
             } else {
                 Some(Cow::Borrowed(inner))

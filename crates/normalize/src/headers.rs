@@ -7,7 +7,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, HeaderName};
 #[cfg(test)]
 use towline_core::RateLimitWindow;
 use towline_core::{HintSource, RateLimitSnapshot, RetryHint};
@@ -32,17 +33,22 @@ use crate::parse;
 /// assert_eq!(hint.delay, Duration::from_micros(1_500_500));
 /// ```
 pub fn retry_hint(headers: &HeaderMap, now: SystemTime) -> Option<RetryHint> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(ms) = text("retry-after-ms")
+    let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(ms) = text(&RETRY_AFTER_MS)
         .and_then(parse::decimal)
         .and_then(|ms| parse::seconds(ms / 1000.0))
     {
         return Some(RetryHint::new(ms, HintSource::RetryAfterMs));
     }
-    text("retry-after")
+    text(&RETRY_AFTER)
         .and_then(|v| parse::retry_after(v, now))
         .map(|d| RetryHint::new(d, HintSource::RetryAfter))
 }
+
+// Header names as `HeaderName`s, not `&str`: a `&str` name is parsed and validated by `http`
+// on every lookup, a `HeaderName` is only hashed.
+static RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+static X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 /// The provider's `x-should-retry` header (`true`/`false`, any case), if present and valid.
 ///
@@ -52,7 +58,7 @@ pub fn retry_hint(headers: &HeaderMap, now: SystemTime) -> Option<RetryHint> {
 /// assert_eq!(towline_normalize::headers::should_retry(&headers), Some(false));
 /// ```
 pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
-    let value = headers.get("x-should-retry")?.as_bytes().trim_ascii();
+    let value = headers.get(&X_SHOULD_RETRY)?.as_bytes().trim_ascii();
     if value.eq_ignore_ascii_case(b"true") {
         Some(true)
     } else if value.eq_ignore_ascii_case(b"false") {
@@ -64,11 +70,11 @@ pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
 
 /// Request-id headers, best first. `cf-ray` is Cloudflare's trace id: useful, but only when the
 /// provider sent nothing of its own.
-const REQUEST_ID_HEADERS: [&str; 4] = [
-    "x-request-id",
-    "request-id",
-    "mistral-correlation-id",
-    "cf-ray",
+pub(crate) static REQUEST_ID_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("request-id"),
+    HeaderName::from_static("mistral-correlation-id"),
+    HeaderName::from_static("cf-ray"),
 ];
 
 /// The provider's request id from the headers: `x-request-id`, `request-id`,
@@ -84,7 +90,7 @@ const REQUEST_ID_HEADERS: [&str; 4] = [
 pub fn request_id(headers: &HeaderMap) -> Option<&str> {
     REQUEST_ID_HEADERS.iter().find_map(|name| {
         headers
-            .get(*name)
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
@@ -124,13 +130,7 @@ pub fn rate_limit_snapshot(headers: &HeaderMap, now: SystemTime) -> Option<RateL
 /// [`rate_limit_snapshot`] reading the wall clock only if a value needs it.
 pub(crate) fn snapshot_with(headers: &HeaderMap, now: &mut LazyNow) -> Option<RateLimitSnapshot> {
     let mut builder = SnapshotBuilder::default();
-    for (name, value) in headers {
-        if may_be_rate_limit(name.as_str())
-            && let Ok(value) = value.to_str()
-        {
-            builder.offer(name.as_str(), value, now);
-        }
-    }
+    builder.offer_all(headers, now);
     builder.finish()
 }
 
@@ -187,6 +187,19 @@ pub(crate) struct SnapshotBuilder {
 }
 
 impl SnapshotBuilder {
+    /// Offers every rate-limit header of `headers`. The name is tested before the value is
+    /// checked for visible ASCII, so other headers cost one compare.
+    #[inline]
+    pub(crate) fn offer_all(&mut self, headers: &HeaderMap, now: &mut LazyNow) {
+        for (name, value) in headers {
+            if may_be_rate_limit(name.as_str())
+                && let Ok(value) = value.to_str()
+            {
+                self.offer(name.as_str(), value, now);
+            }
+        }
+    }
+
     /// Offers one header (name in lowercase); ignores anything that is not a rate-limit header.
     pub(crate) fn offer(&mut self, name: &str, value: &str, now: &mut LazyNow) {
         if !may_be_rate_limit(name) {

@@ -78,6 +78,7 @@ pub mod parse;
 pub mod scrub;
 mod service;
 mod sse;
+mod wording;
 
 pub use body::NormalizeBody;
 pub use classify::{Classifier, QUOTA_HINT, classify, classify_ok_body, retry_hint};

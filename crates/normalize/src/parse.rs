@@ -26,7 +26,7 @@ const EPOCH_SECONDS_ABOVE: f64 = 1.0e8;
 /// assert_eq!(go_duration("60"), None);
 /// ```
 pub fn go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim().as_bytes();
+    let mut rest = trim(text).as_bytes();
     if rest.is_empty() {
         return None;
     }
@@ -39,10 +39,7 @@ pub fn go_duration(text: &str) -> Option<Duration> {
         if number_len == 0 {
             return None;
         }
-        let number: f64 = std::str::from_utf8(&rest[..number_len])
-            .ok()?
-            .parse()
-            .ok()?;
+        let number = number_value(&rest[..number_len])?;
         rest = &rest[number_len..];
         let unit_len = rest
             .iter()
@@ -63,6 +60,31 @@ pub fn go_duration(text: &str) -> Option<Duration> {
     seconds(total)
 }
 
+/// `str::trim`, with a fast path for the usual value: `trim_ascii` (bytes, no UTF-8 decoding)
+/// gives the same slice whenever what it stops at on both ends is ASCII other than the vertical
+/// tab (which `char::is_whitespace` trims and `u8::is_ascii_whitespace` does not).
+pub(crate) fn trim(text: &str) -> &str {
+    let fast = text.trim_ascii();
+    let stops = |b: Option<&u8>| b.is_none_or(|b| b.is_ascii() && *b != 0x0b);
+    if stops(fast.as_bytes().first()) && stops(fast.as_bytes().last()) {
+        fast
+    } else {
+        text.trim()
+    }
+}
+
+/// The value of a run of digits and dots, as `f64::from_str` gives it. Up to 15 digits without
+/// a dot are an integer below 2^53, which converts exactly, so no float parsing is needed.
+fn number_value(digits: &[u8]) -> Option<f64> {
+    if digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
+        let n = digits
+            .iter()
+            .fold(0_u64, |n, d| n * 10 + u64::from(d - b'0'));
+        return Some(n as f64);
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// A non-negative, finite number of seconds as a `Duration`.
 pub(crate) fn seconds(secs: f64) -> Option<Duration> {
     if secs.is_finite() && secs >= 0.0 {
@@ -75,7 +97,7 @@ pub(crate) fn seconds(secs: f64) -> Option<Duration> {
 /// A plain decimal number (`60`, `1.5`), rejecting what `f64::from_str` accepts beyond that
 /// (`inf`, `NaN`, `1e3`).
 pub(crate) fn decimal(text: &str) -> Option<f64> {
-    let text = text.trim();
+    let text = trim(text);
     let digits = text.strip_prefix('-').unwrap_or(text);
     let plain = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -100,7 +122,7 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Some(secs) = decimal(value) {
         return seconds(secs);
     }
-    let at = httpdate::parse_http_date(value.trim()).ok()?;
+    let at = httpdate::parse_http_date(trim(value)).ok()?;
     Some(at.duration_since(now).unwrap_or_default())
 }
 
@@ -121,7 +143,7 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// assert_eq!(reset("60", now), Some(Duration::from_secs(60)));
 /// ```
 pub fn reset(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
+    let value = trim(value);
     if let Some(number) = decimal(value) {
         if number < 0.0 {
             return None;
@@ -154,7 +176,7 @@ pub fn reset(value: &str, now: SystemTime) -> Option<Duration> {
 /// assert_eq!(rfc3339("yesterday"), None);
 /// ```
 pub fn rfc3339(text: &str) -> Option<SystemTime> {
-    let b = text.trim().as_bytes();
+    let b = trim(text).as_bytes();
     if b.len() < 20 {
         return None;
     }
@@ -309,7 +331,7 @@ pub(crate) fn find_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> Option<u
 
 /// Parses a rate-limit count (`60`, `-1`); negative values (Azure's "unknown") give `None`.
 pub(crate) fn count(value: &str) -> Option<u64> {
-    let value = value.trim();
+    let value = trim(value);
     if let Ok(n) = value.parse::<u64>() {
         return Some(n);
     }
@@ -403,6 +425,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn fast_trim_is_str_trim(s in "[ \t\n\r\x0b\x0c\u{a0}\u{3000}\u{85}a0.]{0,8}") {
+            prop_assert_eq!(trim(&s), s.trim());
+        }
+
+        #[test]
+        fn integer_fast_path_is_f64_parse(s in "[0-9]{1,17}(\\.[0-9]{0,4})?") {
+            prop_assert_eq!(number_value(s.as_bytes()), s.parse::<f64>().ok());
+        }
+
         #[test]
         fn rfc3339_agrees_with_httpdate(secs in 0u64..253_402_300_799) {
             let at = UNIX_EPOCH + Duration::from_secs(secs);

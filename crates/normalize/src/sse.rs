@@ -13,6 +13,7 @@ use memchr::{memchr, memchr2, memmem};
 use towline_core::ApiError;
 
 use crate::classify::Classifier;
+use crate::headers::REQUEST_ID_HEADERS;
 
 /// An error event found in the stream.
 #[derive(Debug)]
@@ -39,14 +40,9 @@ impl EventContext {
     /// Keeps only the request id of the response headers (what an in-band error may lack).
     pub(crate) fn new(classifier: Classifier, response_headers: &HeaderMap) -> Self {
         let mut headers = HeaderMap::new();
-        for name in [
-            "x-request-id",
-            "request-id",
-            "mistral-correlation-id",
-            "cf-ray",
-        ] {
+        for name in &REQUEST_ID_HEADERS {
             if let Some(value) = response_headers.get(name) {
-                headers.insert(name, HeaderValue::clone(value));
+                headers.insert(name.clone(), HeaderValue::clone(value));
                 break;
             }
         }
