@@ -75,10 +75,24 @@ impl EndpointDigest {
     /// The digest of `bytes`, ASCII case ignored.
     #[inline]
     pub(crate) fn of(self, bytes: &[u8]) -> u64 {
+        self.scan(bytes).0
+    }
+
+    /// The digest of `bytes`, ASCII case ignored, or `None` if they hold an `@` (user-info in
+    /// a URI's authority): found in the same pass over the bytes.
+    #[inline]
+    pub(crate) fn of_without_at(self, bytes: &[u8]) -> Option<u64> {
+        let (digest, at) = self.scan(bytes);
+        (!at).then_some(digest)
+    }
+
+    #[inline]
+    fn scan(self, bytes: &[u8]) -> (u64, bool) {
         #[cfg(test)]
         if self.colliding {
-            return 7;
+            return (7, bytes.contains(&b'@'));
         }
+        let mut at = 0;
         // The length goes in first, so that zero padding of the last word cannot make two
         // lengths agree.
         let mut state = fold(self.seed ^ bytes.len() as u64, MULTIPLE);
@@ -86,16 +100,38 @@ impl EndpointDigest {
         for chunk in &mut chunks {
             let mut word = [0; 8];
             word.copy_from_slice(chunk);
-            state = fold(state ^ lowercase_word(u64::from_le_bytes(word)), MULTIPLE);
+            let word = u64::from_le_bytes(word);
+            at |= at_bytes(word);
+            state = fold(state ^ lowercase_word(word), MULTIPLE);
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            state = fold(state ^ lowercase_word(u64::from_le_bytes(word)), MULTIPLE);
+            let word = if bytes.len() >= 8 {
+                // The last eight bytes, whose top `rest.len()` are the remainder: one load
+                // instead of a `memcpy` of a few bytes.
+                let mut last = [0; 8];
+                last.copy_from_slice(&bytes[bytes.len() - 8..]);
+                u64::from_le_bytes(last) >> (8 * (8 - rest.len()))
+            } else {
+                rest.iter()
+                    .rev()
+                    .fold(0, |word, &b| (word << 8) | u64::from(b))
+            };
+            at |= at_bytes(word);
+            state = fold(state ^ lowercase_word(word), MULTIPLE);
         }
-        fold(state, state.rotate_left(23) | 1)
+        (fold(state, state.rotate_left(23) | 1), at != 0)
     }
+}
+
+/// Non-zero if a byte of `word` is `@` (the classic has-zero-byte test on `word ^ "@@@@@@@@"`:
+/// exact about whether one exists, which is all that is asked).
+#[inline]
+fn at_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = word ^ (ONES * u64::from(b'@'));
+    x.wrapping_sub(ONES) & !x & HIGH
 }
 
 /// A hasher for keys that are already digests: the map's hash is the digest itself.
@@ -266,6 +302,25 @@ mod tests {
             .map(|i| digest.of(format!("host-{i}.example.com:{}", i % 7).as_bytes()))
             .collect();
         assert_eq!(digests.len(), 10_000);
+    }
+
+    #[test]
+    fn an_at_sign_is_found_anywhere() {
+        let digest = EndpointDigest::random();
+        for len in 1..=20 {
+            let clean = "h".repeat(len);
+            assert_eq!(
+                digest.of_without_at(clean.as_bytes()),
+                Some(digest.of(clean.as_bytes()))
+            );
+            for at in 0..len {
+                let mut with_at = clean.clone().into_bytes();
+                with_at[at] = b'@';
+                assert_eq!(digest.of_without_at(&with_at), None, "len {len}, @ at {at}");
+            }
+        }
+        // Bytes just around `@` (0x40) are no `@`.
+        assert!(digest.of_without_at(b"?A\x41\x3f\xc0").is_some());
     }
 
     #[test]

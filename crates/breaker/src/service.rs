@@ -110,11 +110,7 @@ impl<S, X> Breaker<S, X> {
         if !(&self.extractor as &dyn Any).is::<Endpoint>() {
             return None;
         }
-        let authority = req.uri().authority()?.as_str();
-        if authority.contains('@') {
-            return None;
-        }
-        Some(self.shared.endpoint_node(authority))
+        self.shared.authority_node(req.uri().authority()?.as_str())
     }
 }
 

@@ -284,10 +284,28 @@ impl Shared {
     /// created on first sight. The common path is one digest and one map read.
     #[inline]
     pub(crate) fn endpoint_node(&self, endpoint: &str) -> Arc<Node> {
-        let endpoints = self
-            .endpoints
-            .get_or_init(|| Endpoints::new(EndpointDigest::random()));
+        let endpoints = self.endpoints();
         let digest = endpoints.digest.of(endpoint.as_bytes());
+        self.endpoint_node_with(endpoints, digest, endpoint)
+    }
+
+    /// [`Shared::endpoint_node`] for a URI's authority, or `None` if it has user-info (an `@`),
+    /// which the caller strips first.
+    #[inline]
+    pub(crate) fn authority_node(&self, authority: &str) -> Option<Arc<Node>> {
+        let endpoints = self.endpoints();
+        let digest = endpoints.digest.of_without_at(authority.as_bytes())?;
+        Some(self.endpoint_node_with(endpoints, digest, authority))
+    }
+
+    #[inline]
+    fn endpoints(&self) -> &Endpoints {
+        self.endpoints
+            .get_or_init(|| Endpoints::new(EndpointDigest::random()))
+    }
+
+    #[inline]
+    fn endpoint_node_with(&self, endpoints: &Endpoints, digest: u64, endpoint: &str) -> Arc<Node> {
         if let Some(node) = endpoints.map.get(&digest)
             && is_circuit_of(&node, endpoint)
         {
