@@ -166,13 +166,15 @@ where
         }
     }
 
-    fn finish<RB>(&self, result: Result<Response<RB>, Error>) -> Result<Response<RB>, Error> {
-        result.map(|mut resp| {
-            if !self.waited.is_zero() {
-                resp.extensions_mut().insert(ThrottleDelay(self.waited));
-            }
-            resp
-        })
+    fn finish<RB>(&self, mut result: Result<Response<RB>, Error>) -> Result<Response<RB>, Error> {
+        // In place: a call that did not wait hands its response on untouched, without moving
+        // it through a closure.
+        if !self.waited.is_zero()
+            && let Ok(resp) = &mut result
+        {
+            resp.extensions_mut().insert(ThrottleDelay(self.waited));
+        }
+        result
     }
 }
 

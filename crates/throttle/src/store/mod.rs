@@ -74,9 +74,9 @@ pub use memory::{MemoryStore, MemoryTicket};
 pub struct Quota {
     per_second: f64,
     burst: u32,
-    /// The bucket it makes (`1 / rate` in nanoseconds, the burst), computed once here rather
-    /// than by a division and a rounding on every admission.
-    gcra: Gcra,
+    /// Its bucket's interval (`1 / rate` in nanoseconds), computed once here rather than by a
+    /// division and a rounding on every admission.
+    interval: u64,
 }
 
 impl Quota {
@@ -85,7 +85,7 @@ impl Quota {
         Quota {
             per_second,
             burst,
-            gcra: Gcra::from_rate(per_second, burst),
+            interval: Gcra::from_rate(per_second, burst).interval,
         }
     }
 
@@ -107,7 +107,10 @@ impl Quota {
     /// The GCRA bucket of this quota.
     #[inline]
     pub(crate) fn gcra(&self) -> Gcra {
-        self.gcra
+        Gcra {
+            interval: self.interval,
+            burst: self.burst.max(1),
+        }
     }
 }
 
