@@ -61,13 +61,24 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let mut inner = this.inner;
+        let frame = ready!(inner.as_mut().poll_frame(cx));
         let Some(permit) = this.permit else {
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         };
         Poll::Ready(match frame {
             Some(Ok(frame)) => {
-                permit.on_frame();
+                if inner.is_end_stream() {
+                    // The last frame (a whole answer in one frame, most non-streamed bodies):
+                    // the call's outcome is known now. Recording it once, as at the end of the
+                    // body, is what the provisional success at the first frame and its
+                    // confirmation at the end would add up to, for one clock read instead of
+                    // two.
+                    permit.on_body_end();
+                    *this.permit = None;
+                } else {
+                    permit.on_frame();
+                }
                 Some(Ok(frame))
             }
             Some(Err(err)) => {

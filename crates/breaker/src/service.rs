@@ -1,3 +1,4 @@
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,7 +15,7 @@ use crate::future::ResponseFuture;
 use crate::handle::BreakerHandle;
 use crate::key::DescribeKey;
 use crate::permit::Permit;
-use crate::shared::Shared;
+use crate::shared::{Node, Shared};
 
 /// The circuit breaker service: keeps one circuit per key and refuses calls to keys whose
 /// circuit is open. Built by [`BreakerLayer`](crate::BreakerLayer).
@@ -94,6 +95,25 @@ impl<S: fmt::Debug, X: fmt::Debug> fmt::Debug for Breaker<S, X> {
     }
 }
 
+impl<S, X> Breaker<S, X> {
+    /// With the default [`Endpoint`] extractor, the circuit of the request's URI authority,
+    /// found from the URI's bytes: what [`Endpoint`] extracts (the same `host:port`, the same
+    /// circuit), without cloning the `Authority` only to hash and drop it. `None` for every
+    /// other extractor, and for the rare requests [`Endpoint`] has to rewrite (user-info in the
+    /// URI, a relative URI), which take the general path.
+    #[inline]
+    fn endpoint_node<B>(&self, req: &Request<B>) -> Option<Arc<Node>>
+    where
+        X: 'static,
+    {
+        // Decided at compile time: the type test folds to a constant.
+        if !(&self.extractor as &dyn Any).is::<Endpoint>() {
+            return None;
+        }
+        self.shared.authority_node(req.uri().authority()?.as_str())
+    }
+}
+
 impl<S, X, B, ResBody> Service<Request<B>> for Breaker<S, X>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
@@ -113,11 +133,14 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let node = match self.extractor.extract(&req) {
-            Some(key) => self.shared.node(key),
-            None => match self.shared.unkeyed_node() {
-                Some(node) => node,
-                None => return ResponseFuture::called(self.inner.call(req), None),
+        let node = match self.endpoint_node(&req) {
+            Some(node) => node,
+            None => match self.extractor.extract(&req) {
+                Some(key) => self.shared.node(key),
+                None => match self.shared.unkeyed_node() {
+                    Some(node) => node,
+                    None => return ResponseFuture::called(self.inner.call(req), None),
+                },
             },
         };
         let env = &node.env;

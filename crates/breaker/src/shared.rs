@@ -2,18 +2,19 @@
 
 use std::any::Any;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use http::uri::Authority;
 use tokio::time::Instant;
 use towline_core::event::{Event, Observer};
 use towline_core::{Error, Nanos};
 
 use crate::circuit::{Change, Circuit, Outcome};
-use crate::hash::RandomKeyState;
+use crate::hash::{DigestHasher, EndpointDigest, RandomKeyState};
 use crate::key::DescribeKey;
 use crate::policy::Policy;
 use crate::{Transition, Unkeyed};
@@ -156,6 +157,66 @@ where
     }
 }
 
+/// The circuits of endpoints (the default key, `http::uri::Authority`), keyed by a seeded
+/// 64-bit digest of the lowercased `host:port` rather than by the `Authority` itself, whose
+/// `Hash` and `Eq` go byte by byte ignoring case: a lookup hashes eight bytes at a time and
+/// compares numbers, then checks the circuit's name against the endpoint (a `memcmp` when the
+/// case matches, which it does for every call after the first in practice).
+///
+/// Two endpoints whose digests collide (2^-64 for a pair, with a seed drawn per layer) still get
+/// a circuit each: the first keeps its place in `map`, the others live in `collided`, keyed by
+/// their lowercased name, and are found there whenever the digest's place in `map` holds another
+/// endpoint or none.
+struct Endpoints {
+    digest: EndpointDigest,
+    map: DashMap<u64, Arc<Node>, BuildHasherDefault<DigestHasher>>,
+    collided: DashMap<Box<str>, Arc<Node>, RandomKeyState>,
+}
+
+impl Endpoints {
+    fn new(digest: EndpointDigest) -> Self {
+        Endpoints {
+            digest,
+            map: DashMap::default(),
+            collided: DashMap::with_capacity_and_hasher_and_shard_amount(
+                0,
+                RandomKeyState::default(),
+                // Almost always empty: the fewest shards dashmap allows.
+                2,
+            ),
+        }
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&Node)) {
+        for entry in self.map.iter() {
+            f(entry.value());
+        }
+        for entry in self.collided.iter() {
+            f(entry.value());
+        }
+    }
+
+    fn evict_idle(&self, now_nanos: u64, idle: Duration) -> usize {
+        let before = self.len();
+        self.map
+            .retain(|_, node| !node.circuit.is_idle(now_nanos, idle));
+        self.collided
+            .retain(|_, node| !node.circuit.is_idle(now_nanos, idle));
+        before.saturating_sub(self.len())
+    }
+
+    fn len(&self) -> usize {
+        self.map.len() + self.collided.len()
+    }
+}
+
+/// Whether `node` is the circuit of `endpoint` (`Authority` equality: ASCII case ignored).
+#[inline]
+fn is_circuit_of(node: &Node, endpoint: &str) -> bool {
+    let name = node.circuit.key();
+    name.as_bytes() == endpoint.as_bytes() || name.eq_ignore_ascii_case(endpoint)
+}
+
 /// How many distinct key types one layer serves (one in practice: the key type only varies if
 /// a custom extractor gives different keys for different request body types).
 const KEY_TYPES: usize = 4;
@@ -166,6 +227,7 @@ pub(crate) struct Shared {
     unkeyed: Unkeyed,
     unkeyed_node: OnceLock<Arc<Node>>,
     registries: [OnceLock<Box<dyn ErasedRegistry>>; KEY_TYPES],
+    endpoints: OnceLock<Endpoints>,
     next_sweep_ms: AtomicU64,
 }
 
@@ -177,6 +239,7 @@ impl Shared {
             unkeyed,
             unkeyed_node: OnceLock::new(),
             registries: Default::default(),
+            endpoints: OnceLock::new(),
             next_sweep_ms: AtomicU64::new(first_sweep),
         }
     }
@@ -187,6 +250,11 @@ impl Shared {
     where
         K: Eq + Hash + Send + Sync + DescribeKey + 'static,
     {
+        // Endpoints have a registry of their own, keyed by digest (see `Endpoints`). The type
+        // test is decided at compile time.
+        if let Some(endpoint) = (&key as &dyn Any).downcast_ref::<Authority>() {
+            return self.endpoint_node(endpoint.as_str());
+        }
         let registry = self.registry::<K>();
         if let Some(node) = registry.map.get(&key) {
             return Arc::clone(node.value());
@@ -210,6 +278,80 @@ impl Shared {
                 node
             }
         }
+    }
+
+    /// The circuit of the endpoint `host:port` (ASCII case ignored, as `Authority` compares),
+    /// created on first sight. The common path is one digest and one map read.
+    #[inline]
+    pub(crate) fn endpoint_node(&self, endpoint: &str) -> Arc<Node> {
+        let endpoints = self.endpoints();
+        let digest = endpoints.digest.of(endpoint.as_bytes());
+        self.endpoint_node_with(endpoints, digest, endpoint)
+    }
+
+    /// [`Shared::endpoint_node`] for a URI's authority, or `None` if it has user-info (an `@`),
+    /// which the caller strips first.
+    #[inline]
+    pub(crate) fn authority_node(&self, authority: &str) -> Option<Arc<Node>> {
+        let endpoints = self.endpoints();
+        let digest = endpoints.digest.of_without_at(authority.as_bytes())?;
+        Some(self.endpoint_node_with(endpoints, digest, authority))
+    }
+
+    #[inline]
+    fn endpoints(&self) -> &Endpoints {
+        self.endpoints
+            .get_or_init(|| Endpoints::new(EndpointDigest::random()))
+    }
+
+    #[inline]
+    fn endpoint_node_with(&self, endpoints: &Endpoints, digest: u64, endpoint: &str) -> Arc<Node> {
+        if let Some(node) = endpoints.map.get(&digest)
+            && is_circuit_of(&node, endpoint)
+        {
+            return Arc::clone(node.value());
+        }
+        self.insert_endpoint(endpoints, digest, endpoint)
+    }
+
+    #[cold]
+    fn insert_endpoint(&self, endpoints: &Endpoints, digest: u64, endpoint: &str) -> Arc<Node> {
+        let now = self.env.now_nanos();
+        self.sweep_if_due(now);
+        // The entry holds the digest's shard locked: every endpoint with this digest is
+        // created or found under the same lock, so none gets two circuits.
+        match endpoints.map.entry(digest) {
+            dashmap::Entry::Occupied(entry) if is_circuit_of(entry.get(), endpoint) => {
+                Arc::clone(entry.get())
+            }
+            dashmap::Entry::Occupied(_entry) => self.collided_node(endpoints, endpoint, now),
+            dashmap::Entry::Vacant(entry) => {
+                if !endpoints.collided.is_empty()
+                    && let Some(node) = endpoints
+                        .collided
+                        .get(endpoint.to_ascii_lowercase().as_str())
+                {
+                    // Its digest's place was freed by evicting the endpoint that held it.
+                    return Arc::clone(node.value());
+                }
+                let node = Arc::new(self.new_node(endpoint.into(), now));
+                entry.insert(Arc::clone(&node));
+                node
+            }
+        }
+    }
+
+    /// The circuit of an endpoint whose digest's place holds another endpoint's.
+    #[cold]
+    fn collided_node(&self, endpoints: &Endpoints, endpoint: &str, now: u64) -> Arc<Node> {
+        let key: Box<str> = endpoint.to_ascii_lowercase().into();
+        Arc::clone(
+            endpoints
+                .collided
+                .entry(key)
+                .or_insert_with(|| Arc::new(self.new_node(endpoint.into(), now)))
+                .value(),
+        )
     }
 
     fn new_node(&self, name: Arc<str>, now: u64) -> Node {
@@ -269,17 +411,27 @@ impl Shared {
     }
 
     pub(crate) fn evict_idle_at(&self, now_nanos: u64) -> usize {
-        self.registries
+        let idle = self.env.policy.idle;
+        let endpoints = self
+            .endpoints
+            .get()
+            .map_or(0, |e| e.evict_idle(now_nanos, idle));
+        let keyed: usize = self
+            .registries
             .iter()
             .filter_map(OnceLock::get)
-            .map(|r| r.evict_idle(now_nanos, self.env.policy.idle))
-            .sum()
+            .map(|r| r.evict_idle(now_nanos, idle))
+            .sum();
+        endpoints + keyed
     }
 
     /// Visits every live circuit, including the one for requests without a key.
     pub(crate) fn for_each(&self, f: &mut dyn FnMut(&Node)) {
         if let Some(node) = self.unkeyed_node.get() {
             f(node);
+        }
+        if let Some(endpoints) = self.endpoints.get() {
+            endpoints.for_each(f);
         }
         for registry in self.registries.iter().filter_map(OnceLock::get) {
             registry.for_each(f);
@@ -293,7 +445,8 @@ impl Shared {
             .filter_map(OnceLock::get)
             .map(|r| r.len())
             .sum();
-        keyed + usize::from(self.unkeyed_node.get().is_some())
+        let endpoints = self.endpoints.get().map_or(0, Endpoints::len);
+        keyed + endpoints + usize::from(self.unkeyed_node.get().is_some())
     }
 }
 
@@ -304,5 +457,73 @@ impl fmt::Debug for Shared {
             .field("unkeyed", &self.unkeyed)
             .field("circuits", &self.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::circuit::Stage;
+    use towline_core::{Clock, FakeClock};
+
+    fn shared_with_colliding_digests(clock: &FakeClock) -> Shared {
+        let clock = clock.clone();
+        let env = Env::new(
+            Policy::for_tests(),
+            Box::new(move || clock.now()),
+            None,
+            None,
+        );
+        let shared = Shared::new(env, Unkeyed::Shared);
+        assert!(
+            shared
+                .endpoints
+                .set(Endpoints::new(EndpointDigest::colliding()))
+                .is_ok()
+        );
+        shared
+    }
+
+    #[test]
+    fn endpoints_ignore_case_and_colliding_digests_keep_circuits_apart() {
+        let clock = FakeClock::new();
+        let shared = shared_with_colliding_digests(&clock);
+        let a = shared.endpoint_node("a.example");
+        let b = shared.endpoint_node("b.example:8443");
+        assert!(
+            !Arc::ptr_eq(&a, &b),
+            "one digest, two endpoints, two circuits"
+        );
+        assert!(Arc::ptr_eq(&a, &shared.endpoint_node("A.Example")));
+        assert!(Arc::ptr_eq(&b, &shared.endpoint_node("B.EXAMPLE:8443")));
+        assert!(Arc::ptr_eq(&b, &shared.endpoint_node("b.example:8443")));
+        // A key extractor that returns `Authority` finds the same circuits.
+        let parsed: Authority = "A.EXAMPLE".parse().unwrap();
+        assert!(Arc::ptr_eq(&a, &shared.node(parsed)));
+        assert_eq!(shared.len(), 2);
+        let mut names = Vec::new();
+        shared.for_each(&mut |node| names.push(node.circuit.key().to_string()));
+        names.sort();
+        assert_eq!(names, ["a.example", "b.example:8443"]);
+
+        // The endpoint holding the digest's place goes idle and is evicted; the collided one
+        // stays in use and keeps its circuit.
+        clock.advance(Duration::from_secs(50));
+        let policy = Policy::for_tests();
+        let now = shared.env.now_nanos();
+        b.circuit
+            .complete(&policy, 0, false, Outcome::Success, Stage::Whole, now);
+        clock.advance(Duration::from_secs(20));
+        assert_eq!(shared.evict_idle_at(shared.env.now_nanos()), 1);
+        assert!(Arc::ptr_eq(&b, &shared.endpoint_node("b.example:8443")));
+        let a_again = shared.endpoint_node("a.example");
+        assert!(!Arc::ptr_eq(&a, &a_again), "a new circuit after eviction");
+        assert!(Arc::ptr_eq(&a_again, &shared.endpoint_node("a.example")));
+        assert!(Arc::ptr_eq(&b, &shared.endpoint_node("b.example:8443")));
+        assert_eq!(shared.len(), 2);
+
+        clock.advance(Duration::from_secs(120));
+        assert_eq!(shared.evict_idle_at(shared.env.now_nanos()), 2);
+        assert_eq!(shared.len(), 0);
     }
 }

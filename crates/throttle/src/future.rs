@@ -95,7 +95,11 @@ where
     fn admitted<B>(&mut self, grant: Grant, req: &Request<B>, now: Instant) {
         self.sent_at = now;
         self.learns_from_success = grant.learns_from_success;
-        self.waited = now.saturating_duration_since(self.ask.now);
+        // Admitted at once (`now` is the ask's own instant): nothing waited, no clock
+        // arithmetic.
+        if now != self.ask.now {
+            self.waited = now.saturating_duration_since(self.ask.now);
+        }
         if !self.waited.is_zero() {
             let waited = self.waited;
             event::emit(req.extensions(), || Event::ThrottleWaited { waited });
@@ -118,7 +122,6 @@ where
     }
 
     fn lesson<RB>(&self, result: &Result<Response<RB>, Error>) -> Option<Lesson> {
-        let now = Instant::now();
         match result {
             Ok(resp) => {
                 let snapshot = resp
@@ -126,11 +129,13 @@ where
                     .get::<RateLimitSnapshot>()
                     .copied()
                     .filter(|s| !s.is_empty());
+                // The clock is read only when there is something to learn: a plain success
+                // of a key with nothing learned is most calls.
                 (snapshot.is_some() || self.learns_from_success)
-                    .then(|| Lesson::success(snapshot, self.sent_at, now))
+                    .then(|| Lesson::success(snapshot, self.sent_at, Instant::now()))
             }
             Err(err) => {
-                let lesson = Lesson::from_error(err, self.sent_at, now);
+                let lesson = Lesson::from_error(err, self.sent_at, Instant::now());
                 // An error that is no rate signal still passed the provider's limiter: a key
                 // that learns its rate counts it among the answers it was not refused.
                 let nothing = matches!(lesson.signal, Signal::Other)
@@ -161,13 +166,15 @@ where
         }
     }
 
-    fn finish<RB>(&self, result: Result<Response<RB>, Error>) -> Result<Response<RB>, Error> {
-        result.map(|mut resp| {
-            if !self.waited.is_zero() {
-                resp.extensions_mut().insert(ThrottleDelay(self.waited));
-            }
-            resp
-        })
+    fn finish<RB>(&self, mut result: Result<Response<RB>, Error>) -> Result<Response<RB>, Error> {
+        // In place: a call that did not wait hands its response on untouched, without moving
+        // it through a closure.
+        if !self.waited.is_zero()
+            && let Ok(resp) = &mut result
+        {
+            resp.extensions_mut().insert(ThrottleDelay(self.waited));
+        }
+        result
     }
 }
 

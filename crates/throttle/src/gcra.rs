@@ -34,18 +34,22 @@ impl Gcra {
         burst: 1,
     };
 
-    /// A bucket of `burst` units refilling at `per_second` units per second.
-    pub(crate) fn from_rate(per_second: f64, burst: u32) -> Gcra {
+    /// A bucket of `burst` units refilling at `per_second` units per second. A `const fn`, so
+    /// that a [`Quota`](crate::Quota) computes its bucket once, when it is made.
+    pub(crate) const fn from_rate(per_second: f64, burst: u32) -> Gcra {
         let interval = (1e9 / per_second).round();
-        // A rate so low that the interval overflows is clamped: 584 years per unit.
+        // A rate so low that the interval overflows is clamped: 584 years per unit. At least
+        // one nanosecond (also for NaN, which no validated quota holds).
         let interval = if interval >= u64::MAX as f64 {
             u64::MAX
+        } else if interval >= 1.0 {
+            interval as u64
         } else {
-            (interval as u64).max(1)
+            1
         };
         Gcra {
             interval,
-            burst: burst.max(1),
+            burst: if burst == 0 { 1 } else { burst },
         }
     }
 
@@ -172,6 +176,26 @@ mod tests {
             t = tat;
         }
         assert!(matches!(g.check(t, 100 * SEC, 1), Verdict::NotBefore(_)));
+    }
+
+    #[test]
+    fn a_quota_carries_its_bucket_from_when_it_is_made() {
+        const AT_COMPILE_TIME: crate::Quota = crate::Quota::new(3.0, 0);
+        let at_run_time = crate::Quota::new(std::hint::black_box(3.0), 0);
+        let expected = Gcra {
+            interval: 333_333_333,
+            burst: 1,
+        };
+        assert_eq!(AT_COMPILE_TIME.gcra(), expected);
+        assert_eq!(at_run_time.gcra(), expected);
+        assert_eq!(Gcra::from_rate(1e-12, 1).interval, u64::MAX);
+        assert_eq!(Gcra::from_rate(1e12, 1).interval, 1);
+        // Printed and compared as given.
+        assert_eq!(
+            format!("{at_run_time:?}"),
+            "Quota { per_second: 3.0, burst: 0 }"
+        );
+        assert_eq!(at_run_time, AT_COMPILE_TIME);
     }
 
     proptest! {

@@ -234,3 +234,31 @@ fn a_key_function_can_split_an_endpoint_by_model() {
         Some(CircuitState::Closed)
     );
 }
+
+#[test]
+fn an_endpoint_is_one_circuit_whatever_its_case_user_info_or_form() {
+    let clock = FakeClock::new();
+    let layer = builder(&clock).build().unwrap();
+    let handle = layer.handle();
+    let provider = Scripted::new(|_| Err(api(ErrorKind::Server, 500)));
+    let mut svc = layer.layer(provider.clone());
+    let relative = || {
+        http::Request::builder()
+            .uri("/v1/chat/completions")
+            .header("host", "API.example.com")
+            .body(())
+            .unwrap()
+    };
+    // Three failures, through three spellings of one endpoint: one circuit, now open.
+    let _ = run(&mut svc, req("api.example.com"));
+    let _ = run(&mut svc, req("user:secret@Api.Example.COM"));
+    let _ = run(&mut svc, relative());
+    for request in [req("API.EXAMPLE.COM"), req("u@api.example.com"), relative()] {
+        let err = run(&mut svc, request).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::CircuitOpen);
+    }
+    assert_eq!(provider.calls(), 3);
+    assert_eq!(handle.len(), 1);
+    // Named as first seen; user-info never appears.
+    assert_eq!(handle.state("api.example.com"), Some(CircuitState::Open));
+}

@@ -369,9 +369,7 @@ where
 
     /// The bucket in effect: the configured quota, or the learned one when it is slower.
     fn limits(quota: Option<Quota>, ext: Option<&Ext>) -> Gcra {
-        let configured = quota.map_or(Gcra::UNLIMITED, |q| {
-            Gcra::from_rate(q.per_second(), q.burst())
-        });
+        let configured = quota.map_or(Gcra::UNLIMITED, |q| q.gcra());
         let Some(ext) = ext else { return configured };
         let learned = ext.learned_interval.load(Ordering::Acquire);
         if learned > configured.interval {

@@ -44,12 +44,15 @@ mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
+use std::fmt;
 use std::future::Future;
 use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use towline_core::{ApiError, Error, ErrorKind, RateLimitSnapshot};
+
+use crate::gcra::Gcra;
 
 #[cfg(feature = "redis")]
 pub(crate) use memory::LocalView;
@@ -67,16 +70,23 @@ pub use memory::{MemoryStore, MemoryTicket};
 /// assert_eq!(rpm.per_second(), 10.0);
 /// assert_eq!(rpm.burst(), 10);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 pub struct Quota {
     per_second: f64,
     burst: u32,
+    /// Its bucket's interval (`1 / rate` in nanoseconds), computed once here rather than by a
+    /// division and a rounding on every admission.
+    interval: u64,
 }
 
 impl Quota {
     /// `per_second` units per second, `burst` at once.
     pub const fn new(per_second: f64, burst: u32) -> Self {
-        Quota { per_second, burst }
+        Quota {
+            per_second,
+            burst,
+            interval: Gcra::from_rate(per_second, burst).interval,
+        }
     }
 
     /// `per_minute` units per minute, `burst` at once.
@@ -92,6 +102,31 @@ impl Quota {
     /// Units the bucket holds.
     pub fn burst(&self) -> u32 {
         self.burst
+    }
+
+    /// The GCRA bucket of this quota.
+    #[inline]
+    pub(crate) fn gcra(&self) -> Gcra {
+        Gcra {
+            interval: self.interval,
+            burst: self.burst.max(1),
+        }
+    }
+}
+
+// By hand, to compare and print what the user gave; the bucket follows from it.
+impl PartialEq for Quota {
+    fn eq(&self, other: &Self) -> bool {
+        self.per_second == other.per_second && self.burst == other.burst
+    }
+}
+
+impl fmt::Debug for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Quota")
+            .field("per_second", &self.per_second)
+            .field("burst", &self.burst)
+            .finish()
     }
 }
 
