@@ -109,6 +109,7 @@ mod future;
 mod idempotency;
 mod layer;
 mod policy;
+mod replay;
 mod service;
 pub mod timeout;
 
