@@ -163,56 +163,59 @@ where
     /// is not complete yet is read when the future is polled.
     pub(crate) fn start(
         request: Request<B>,
-        mut service: S,
+        service: S,
         shared: Arc<Shared<P>>,
         started: Instant,
         deadline: Option<Instant>,
         observer: Option<Observer>,
     ) -> Self {
         let limit = shared.config.replay_limit;
-        let mut call = Call {
-            shared,
-            template: Template::None,
-            observer,
-            started,
-            deadline,
-            attempts: 0,
-            last_error: None,
-            previous_backoff: Duration::ZERO,
-            rng: None,
-            reservation: None,
-            timer: Timer::default(),
+        // Built in place, then filled in: the future is a few hundred bytes, and every move
+        // of it is a copy.
+        let mut this = ResponseFuture {
+            state: State::Done,
+            service,
+            call: Call {
+                shared,
+                template: Template::None,
+                observer,
+                started,
+                deadline,
+                attempts: 0,
+                last_error: None,
+                previous_backoff: Duration::ZERO,
+                rng: None,
+                reservation: None,
+                timer: Timer::default(),
+            },
         };
+        let call = &mut this.call;
         let (mut parts, mut body) = request.into_parts();
         let mut chunks = Chunks::default();
         // Polling with a no-op waker is sound: a body that is not ready registers the real
         // waker again when the future polls it.
         let mut cx = Context::from_waker(Waker::noop());
-        let state = match chunks.poll_read(&mut body, limit, &mut cx) {
+        this.state = match chunks.poll_read(&mut body, limit, &mut cx) {
             // The common call, kept apart so that the head is not moved through a `Read`: the
             // first attempt is a clone, the caller's head stays as the template.
             Poll::Ready(Ok(Ended::Whole(bytes))) => {
                 call.attempts = 1;
                 call.add_idempotency_key(&mut parts.headers);
-                let future = service.call(head_request(&parts, &bytes));
+                let future = this.service.call(head_request(&parts, &bytes));
                 call.template = Template::Head { parts, body: bytes };
                 State::Attempt { future }
             }
             Poll::Ready(read) => match Read::of(parts, body, &mut chunks, read) {
                 Read::Failed(error) => State::Failed { error: Some(error) },
                 read => State::Attempt {
-                    future: service.call(call.first_request(read)),
+                    future: this.service.call(call.first_request(read)),
                 },
             },
             Poll::Pending => State::Buffering {
                 body: Box::new(ReadBody::new(parts, body, chunks, limit)),
             },
         };
-        ResponseFuture {
-            state,
-            service,
-            call,
-        }
+        this
     }
 }
 
@@ -338,6 +341,7 @@ impl<P: Policy> Call<P> {
     }
 
     /// Adds a new idempotency key unless none is configured or the caller set one.
+    #[inline]
     fn add_idempotency_key(&mut self, headers: &mut HeaderMap) {
         let Some(name) = &self.shared.config.idempotency_header else {
             return;

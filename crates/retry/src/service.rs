@@ -83,14 +83,7 @@ where
         // A deadline too far away for the clock to represent is no deadline.
         let deadline = config.deadline.and_then(|d| now.checked_add(d));
         let observer = req.extensions().get::<Observer>().cloned();
-        ResponseFuture::start(
-            req,
-            service,
-            self.shared.clone(),
-            now,
-            deadline,
-            observer,
-        )
+        ResponseFuture::start(req, service, self.shared.clone(), now, deadline, observer)
     }
 }
 
