@@ -341,7 +341,7 @@ impl<P: Policy> Call<P> {
     }
 
     /// Adds a new idempotency key unless none is configured or the caller set one.
-    #[inline]
+    #[inline(always)]
     fn add_idempotency_key(&mut self, headers: &mut HeaderMap) {
         let Some(name) = &self.shared.config.idempotency_header else {
             return;
