@@ -63,6 +63,7 @@ struct Entry {
     /// Requests waiting for the slot, oldest first; their tickets ascend. Boxed on the first
     /// wait: most sessions never have a waiter, and then the entry is 24 bytes (not 48) and
     /// dropping it is one test (an empty `VecDeque`'s drop is not).
+    #[allow(clippy::box_collection)] // the box keeps the idle-queue case to one pointer
     waiters: Option<Box<VecDeque<Waiter>>>,
 }
 
