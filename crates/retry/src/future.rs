@@ -7,17 +7,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
 use fastrand::Rng;
-use http::{HeaderMap, HeaderName, Request, Response};
+use http::request::Parts;
+use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 use towline_core::event::{Event, Observer, StopReason};
-use towline_core::{BoxError, BufferRequest, Buffered, Error, ReplayBody, ReplayableRequest};
+use towline_core::{BoxError, Error, ReplayBody, ReplayableRequest};
 
 use crate::budget::Reservation;
 use crate::config::Shared;
+use crate::replay::{Chunks, Ended, Read, ReadBody};
 use crate::{Attempt, Attempts, Decision, Policy, idempotency};
 
 pin_project! {
@@ -44,7 +47,7 @@ pin_project! {
     #[project = StateProj]
     enum State<B, F> {
         // Reading a streaming body that was not complete when the call was made.
-        Buffering { buffer: Box<BufferRequest<B>> },
+        Buffering { body: Box<ReadBody<B>> },
         // An attempt is in flight.
         Attempt { #[pin] future: F },
         // Sleeping until the next attempt may start (the timer holds the instant).
@@ -83,11 +86,52 @@ impl Timer {
     }
 }
 
+/// What a retry is built from.
+enum Template {
+    /// Nothing to replay: the body is still being read, or is too large to replay.
+    None,
+    /// The caller's own head and the body's bytes, kept as they came: the first attempt was a
+    /// clone of them. Most calls end here, successful, having built nothing else.
+    Head { parts: Parts, body: Bytes },
+    /// The template a [`Policy`] looks at, made from `Head` at the first failure (or by core's
+    /// `BufferRequest` for a body with trailers).
+    Replayable(ReplayableRequest),
+}
+
+impl Template {
+    /// The replayable request, made now if it was still a head; `None` if there is none.
+    fn replayable(&mut self) -> Option<&ReplayableRequest> {
+        if let Template::Head { .. } = self {
+            let Template::Head { parts, body } = std::mem::replace(self, Template::None) else {
+                unreachable!("matched above")
+            };
+            *self = Template::Replayable(ReplayableRequest::new(parts, body));
+        }
+        match self {
+            Template::Replayable(template) => Some(template),
+            _ => None,
+        }
+    }
+
+    fn request<B>(&self) -> Option<Request<ReplayBody<B>>> {
+        match self {
+            Template::None => None,
+            Template::Head { parts, body } => Some(head_request(parts, body)),
+            Template::Replayable(template) => Some(template.request()),
+        }
+    }
+}
+
+/// A request identical to `parts` and `body`: the clones share the bytes of the URI, the
+/// header values and the body.
+fn head_request<B>(parts: &Parts, body: &Bytes) -> Request<ReplayBody<B>> {
+    Request::from_parts(parts.clone(), ReplayBody::full(body.clone()))
+}
+
 /// Everything a call remembers between attempts; no pinning needed.
 struct Call<P> {
     shared: Arc<Shared<P>>,
-    /// The replayable request; `None` while buffering and for a body too large to replay.
-    template: Option<ReplayableRequest>,
+    template: Template,
     observer: Option<Observer>,
     started: Instant,
     deadline: Option<Instant>,
@@ -118,43 +162,60 @@ where
     /// `Bytes`, ...) is buffered and the first attempt sent right here; a streaming body that
     /// is not complete yet is read when the future is polled.
     pub(crate) fn start(
-        mut buffer: BufferRequest<B>,
-        mut service: S,
+        request: Request<B>,
+        service: S,
         shared: Arc<Shared<P>>,
         started: Instant,
         deadline: Option<Instant>,
         observer: Option<Observer>,
     ) -> Self {
-        let mut call = Call {
-            shared,
-            template: None,
-            observer,
-            started,
-            deadline,
-            attempts: 0,
-            last_error: None,
-            previous_backoff: Duration::ZERO,
-            rng: None,
-            reservation: None,
-            timer: Timer::default(),
+        let limit = shared.config.replay_limit;
+        // Built in place, then filled in: the future is a few hundred bytes, and every move
+        // of it is a copy.
+        let mut this = ResponseFuture {
+            state: State::Done,
+            service,
+            call: Call {
+                shared,
+                template: Template::None,
+                observer,
+                started,
+                deadline,
+                attempts: 0,
+                last_error: None,
+                previous_backoff: Duration::ZERO,
+                rng: None,
+                reservation: None,
+                timer: Timer::default(),
+            },
         };
+        let call = &mut this.call;
+        let (mut parts, mut body) = request.into_parts();
+        let mut chunks = Chunks::default();
         // Polling with a no-op waker is sound: a body that is not ready registers the real
         // waker again when the future polls it.
         let mut cx = Context::from_waker(Waker::noop());
-        let state = match Pin::new(&mut buffer).poll(&mut cx) {
-            Poll::Ready(Ok(buffered)) => State::Attempt {
-                future: service.call(call.first_request(buffered)),
+        this.state = match chunks.poll_read(&mut body, limit, &mut cx) {
+            // The common call, kept apart so that the head is not moved through a `Read`: the
+            // first attempt is a clone, the caller's head stays as the template.
+            Poll::Ready(Ok(Ended::Whole(bytes))) => {
+                call.attempts = 1;
+                call.add_idempotency_key(&mut parts.headers);
+                let future = this.service.call(head_request(&parts, &bytes));
+                call.template = Template::Head { parts, body: bytes };
+                State::Attempt { future }
+            }
+            Poll::Ready(read) => match Read::of(parts, body, &mut chunks, read) {
+                Read::Failed(error) => State::Failed { error: Some(error) },
+                read => State::Attempt {
+                    future: this.service.call(call.first_request(read)),
+                },
             },
-            Poll::Ready(Err(error)) => State::Failed { error: Some(error) },
             Poll::Pending => State::Buffering {
-                buffer: Box::new(buffer),
+                body: Box::new(ReadBody::new(parts, body, chunks, limit)),
             },
         };
-        ResponseFuture {
-            state,
-            service,
-            call,
-        }
+        this
     }
 }
 
@@ -172,21 +233,21 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Buffering { buffer } => {
+                StateProj::Buffering { body } => {
                     if let Some(deadline) = this.call.deadline
                         && this.call.timer.is_off()
                     {
                         this.call.timer.arm(deadline);
                     }
-                    let buffered = match Pin::new(&mut **buffer).poll(cx) {
-                        Poll::Ready(Ok(buffered)) => buffered,
-                        Poll::Ready(Err(error)) => {
+                    let read = match body.poll_read(cx) {
+                        Poll::Ready(Read::Failed(error)) => {
                             this.state.set(State::Done);
                             return Poll::Ready(Err(error));
                         }
+                        Poll::Ready(read) => read,
                         Poll::Pending => return this.call.poll_deadline(this.state, cx),
                     };
-                    let request = this.call.first_request(buffered);
+                    let request = this.call.first_request(read);
                     let future = this.service.call(request);
                     this.state.set(State::Attempt { future });
                 }
@@ -255,23 +316,39 @@ where
 
 impl<P: Policy> Call<P> {
     /// The first attempt's request; keeps a template when the body can be replayed.
-    fn first_request<B>(&mut self, buffered: Buffered<B>) -> Request<ReplayBody<B>> {
+    fn first_request<B>(&mut self, read: Read<B>) -> Request<ReplayBody<B>> {
         self.attempts = 1;
-        match buffered {
-            Buffered::Replayable(template) => {
-                // Moved into place once: the template is a few hundred bytes.
-                let template = self.template.insert(template);
-                if let Some(name) = &self.shared.config.idempotency_header {
-                    add_idempotency_key(name, template.headers_mut(), &mut self.rng, &self.shared);
-                }
-                template.request()
-            }
-            Buffered::OneShot(mut request) => {
-                if let Some(name) = &self.shared.config.idempotency_header {
-                    add_idempotency_key(name, request.headers_mut(), &mut self.rng, &self.shared);
-                }
+        match read {
+            Read::Whole(mut parts, body) => {
+                self.add_idempotency_key(&mut parts.headers);
+                // The first attempt is a clone; the caller's head stays as the template.
+                let request = head_request(&parts, &body);
+                self.template = Template::Head { parts, body };
                 request
             }
+            Read::WithTrailers(mut template) => {
+                self.add_idempotency_key(template.headers_mut());
+                let request = template.request();
+                self.template = Template::Replayable(template);
+                request
+            }
+            Read::OneShot(mut request) => {
+                self.add_idempotency_key(request.headers_mut());
+                request
+            }
+            Read::Failed(_) => unreachable!("a failed read sends nothing"),
+        }
+    }
+
+    /// Adds a new idempotency key unless none is configured or the caller set one.
+    #[inline(always)]
+    fn add_idempotency_key(&mut self, headers: &mut HeaderMap) {
+        let Some(name) = &self.shared.config.idempotency_header else {
+            return;
+        };
+        if !headers.contains_key(name) {
+            let rng = self.rng.get_or_insert_with(|| self.shared.config.rng());
+            headers.insert(name.clone(), idempotency::new_key(rng));
         }
     }
 
@@ -283,9 +360,8 @@ impl<P: Policy> Call<P> {
         }
         self.attempts += 1;
         self.template
-            .as_ref()
-            .expect("only replayable calls are retried")
             .request()
+            .expect("only replayable calls are retried")
     }
 
     /// Decides what follows a failed attempt and reports it.
@@ -322,7 +398,7 @@ impl<P: Policy> Call<P> {
         if error.kind().is_local() {
             return Err(StopReason::NotRetryable);
         }
-        let Some(template) = &self.template else {
+        let Some(template) = self.template.replayable() else {
             return Err(if error.is_retryable() {
                 StopReason::NotReplayable
             } else {
@@ -402,19 +478,6 @@ impl<P: Policy> Call<P> {
         if let Some(observer) = &self.observer {
             observer.emit(&event());
         }
-    }
-}
-
-/// Adds a new key under `name` unless the caller set one.
-fn add_idempotency_key<P>(
-    name: &HeaderName,
-    headers: &mut HeaderMap,
-    rng: &mut Option<Rng>,
-    shared: &Shared<P>,
-) {
-    if !headers.contains_key(name) {
-        let rng = rng.get_or_insert_with(|| shared.config.rng());
-        headers.insert(name.clone(), idempotency::new_key(rng));
     }
 }
 

@@ -6,7 +6,7 @@ use http::{Request, Response};
 use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
-use towline_core::{BoxError, BufferRequest, Error, Observer, ReplayBody};
+use towline_core::{BoxError, Error, Observer, ReplayBody};
 
 use crate::config::Shared;
 use crate::{DefaultPolicy, Policy, ResponseFuture, RetryBudget, RetryLayer};
@@ -83,15 +83,7 @@ where
         // A deadline too far away for the clock to represent is no deadline.
         let deadline = config.deadline.and_then(|d| now.checked_add(d));
         let observer = req.extensions().get::<Observer>().cloned();
-        let buffer = BufferRequest::new(req, config.replay_limit);
-        ResponseFuture::start(
-            buffer,
-            service,
-            self.shared.clone(),
-            now,
-            deadline,
-            observer,
-        )
+        ResponseFuture::start(req, service, self.shared.clone(), now, deadline, observer)
     }
 }
 

@@ -1,33 +1,55 @@
 //! The per-session FIFO queues, and the [`Slot`] that a request holds in one.
 //!
-//! One sharded map ([`DashMap`]) from a session's digest to its [`Entry`]. An entry exists
-//! exactly while some request owns the session's slot: it is inserted by the request that finds
-//! the session idle and removed by the last owner when nobody waits behind it. So an idle
-//! session leaves nothing behind, and "is the session busy?" is "is there an entry?".
+//! A map from a session's digest to its [`Entry`], split into [`SHARDS`] shards, each a
+//! `HashMap` behind its own mutex. An entry exists exactly while some request owns the
+//! session's slot: it is inserted by the request that finds the session idle and removed by the
+//! last owner when nobody waits behind it. So an idle session leaves nothing behind, and "is the
+//! session busy?" is "is there an entry?".
 //!
 //! Every operation is one short critical section on one shard: an admission is a lookup plus an
 //! insert (or a push onto the waiters), a release is a lookup plus a remove (or a pop). Wakers
 //! are woken after the shard lock is dropped, so a waker that runs code inline cannot deadlock
 //! on the map.
+//!
+//! The shards are ours rather than a `DashMap`'s so that a release can shrink its shard in the
+//! same critical section: a shard that falls below a quarter full gives back its table (as the
+//! throttle's store does), so a peak of a million busy sessions does not keep ~120 MB once they
+//! are idle. Shrinking to twice the live entries costs a rehash of those entries, at most once
+//! per halving, so it is amortized O(1) per release and never flaps.
 
-use std::collections::VecDeque;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
-use std::sync::Arc;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
-
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry as MapEntry;
 
 /// The ticket of the request that finds a session idle.
 const FIRST_TICKET: u64 = 0;
 
+/// Shards of the session map: enough that two threads rarely meet on one lock, few enough that
+/// an empty layer stays small (an empty shard is one cache-line pair and no table).
+const SHARDS: usize = 64;
+
+/// A shard's table is given back when it holds more than four times its entries plus this
+/// slack; the slack keeps small tables (up to 64 buckets) from being freed and re-allocated by
+/// one session coming and going.
+const SHRINK_SLACK: usize = 64;
+
+type Table = HashMap<u64, Entry, BuildHasherDefault<DigestHasher>>;
+
+#[repr(align(128))] // one shard per cache-line pair: no false sharing between shard locks
+struct Shard(Mutex<Table>);
+
 /// The state shared by a [`crate::SessionLayer`] and every service it builds (and their clones).
 pub(crate) struct Sessions {
-    map: DashMap<u64, Entry, BuildHasherDefault<DigestHasher>>,
+    shards: Box<[Shard]>,
     /// Keys the digests; random per process so that nobody can make two sessions collide.
-    digest: RandomState,
+    /// foldhash (as in the throttle and breaker) rather than std's SipHash: the key is
+    /// usually a `KeyHash`, one `u64`, which foldhash digests in a few multiplies; the
+    /// quality variant, because the digest is the session's identity in the map.
+    digest: foldhash::quality::RandomState,
     pub(crate) max_queue_depth: usize,
     pub(crate) max_wait: Option<Duration>,
 }
@@ -38,8 +60,11 @@ struct Entry {
     /// [`Sessions::poll_turn`]).
     holder: u64,
     next_ticket: u64,
-    /// Requests waiting for the slot, oldest first; their tickets ascend.
-    waiters: VecDeque<Waiter>,
+    /// Requests waiting for the slot, oldest first; their tickets ascend. Boxed on the first
+    /// wait: most sessions never have a waiter, and then the entry is 24 bytes (not 48) and
+    /// dropping it is one test (an empty `VecDeque`'s drop is not).
+    #[allow(clippy::box_collection)] // the box keeps the idle-queue case to one pointer
+    waiters: Option<Box<VecDeque<Waiter>>>,
 }
 
 struct Waiter {
@@ -53,14 +78,29 @@ impl Entry {
         Entry {
             holder: FIRST_TICKET,
             next_ticket: FIRST_TICKET + 1,
-            waiters: VecDeque::new(),
+            waiters: None,
         }
+    }
+
+    /// How many requests wait.
+    fn waiting(&self) -> usize {
+        self.waiters.as_ref().map_or(0, |w| w.len())
+    }
+
+    /// The oldest waiter leaves the queue (it is handed the slot).
+    fn pop_waiter(&mut self) -> Option<Waiter> {
+        self.waiters.as_mut()?.pop_front()
+    }
+
+    /// The waiter at `index` leaves the queue.
+    fn remove_waiter(&mut self, index: usize) -> Option<Waiter> {
+        self.waiters.as_mut()?.remove(index)
     }
 
     fn enqueue(&mut self) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        self.waiters.push_back(Waiter {
+        self.waiters.get_or_insert_default().push_back(Waiter {
             ticket,
             waker: None,
         });
@@ -69,6 +109,7 @@ impl Entry {
 
     fn waiter_index(&self, ticket: u64) -> Option<usize> {
         self.waiters
+            .as_ref()?
             .binary_search_by_key(&ticket, |w| w.ticket)
             .ok()
     }
@@ -87,8 +128,10 @@ pub(crate) enum Admission {
 impl Sessions {
     pub(crate) fn new(max_queue_depth: usize, max_wait: Option<Duration>) -> Self {
         Sessions {
-            map: DashMap::with_hasher(BuildHasherDefault::default()),
-            digest: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Shard(Mutex::new(Table::default())))
+                .collect(),
+            digest: foldhash::quality::RandomState::default(),
             max_queue_depth,
             max_wait,
         }
@@ -105,19 +148,21 @@ impl Sessions {
 
     /// Takes the slot of session `key` if it is idle, else a place at the back of its queue.
     pub(crate) fn admit(self: &Arc<Self>, key: u64) -> Admission {
-        let queued = match self.map.entry(key) {
+        let mut map = self.lock(key);
+        let queued = match map.entry(key) {
             MapEntry::Vacant(vacant) => {
                 vacant.insert(Entry::held());
                 None
             }
             MapEntry::Occupied(mut occupied) => {
                 let entry = occupied.get_mut();
-                if entry.waiters.len() >= self.max_queue_depth {
+                if entry.waiting() >= self.max_queue_depth {
                     return Admission::Full;
                 }
                 Some(entry.enqueue())
             }
         };
+        drop(map);
         // The `Arc` is cloned after the shard lock is released.
         match queued {
             None => Admission::Acquired(Slot::new(self.clone(), key, FIRST_TICKET)),
@@ -128,20 +173,21 @@ impl Sessions {
     /// Whether `ticket` owns the slot of session `key` now; if not, `waker` is woken when it
     /// does.
     fn poll_turn(&self, key: u64, ticket: u64, waker: &Waker) -> bool {
-        let Some(mut entry) = self.map.get_mut(&key) else {
+        let mut map = self.lock(key);
+        let Some(entry) = map.get_mut(&key) else {
             unreachable!("a queued request keeps its session's entry alive");
         };
         if entry.holder == ticket {
             return true;
         }
         let replaced = entry.waiter_index(ticket).and_then(|i| {
-            let known = &mut entry.waiters[i].waker;
+            let known = &mut entry.waiters.as_mut()?[i].waker;
             match known {
                 Some(known) if known.will_wake(waker) => None,
                 _ => known.replace(waker.clone()),
             }
         });
-        drop(entry);
+        drop(map);
         // A waker may run arbitrary code when dropped: never under the shard lock.
         drop(replaced);
         false
@@ -150,7 +196,8 @@ impl Sessions {
     /// Gives up `ticket`'s place in the queue of session `key`, unless the slot was handed to it
     /// in the meantime: returns whether it owns the slot.
     fn withdraw(&self, key: u64, ticket: u64) -> bool {
-        let Some(mut entry) = self.map.get_mut(&key) else {
+        let mut map = self.lock(key);
+        let Some(entry) = map.get_mut(&key) else {
             unreachable!("a queued request keeps its session's entry alive");
         };
         if entry.holder == ticket {
@@ -158,8 +205,8 @@ impl Sessions {
         }
         let left = entry
             .waiter_index(ticket)
-            .and_then(|i| entry.waiters.remove(i));
-        drop(entry);
+            .and_then(|i| entry.remove_waiter(i));
+        drop(map);
         drop(left);
         false
     }
@@ -167,29 +214,32 @@ impl Sessions {
     /// `ticket` leaves session `key`: an owner hands the slot to the oldest waiter (or removes
     /// the idle entry); a waiter leaves the queue.
     fn leave(&self, key: u64, ticket: u64) {
-        let (next, left) = match self.map.entry(key) {
+        let mut map = self.lock(key);
+        let (next, left) = match map.entry(key) {
             MapEntry::Occupied(mut occupied) => {
                 let entry = occupied.get_mut();
                 if entry.holder == ticket {
-                    match entry.waiters.pop_front() {
+                    match entry.pop_waiter() {
                         Some(next) => {
                             entry.holder = next.ticket;
                             (next.waker, None)
                         }
                         None => {
                             occupied.remove();
+                            shrink_if_sparse(&mut map);
                             (None, None)
                         }
                     }
                 } else {
                     let left = entry
                         .waiter_index(ticket)
-                        .and_then(|i| entry.waiters.remove(i));
+                        .and_then(|i| entry.remove_waiter(i));
                     (None, left)
                 }
             }
             MapEntry::Vacant(_) => (None, None),
         };
+        drop(map);
         // Woken and dropped outside the shard lock: a waker may run arbitrary code.
         drop(left);
         if let Some(waker) = next {
@@ -201,11 +251,43 @@ impl Sessions {
     /// not for the request path.
     pub(crate) fn snapshot(&self) -> SessionSnapshot {
         let mut snapshot = SessionSnapshot::default();
-        for entry in self.map.iter() {
-            snapshot.sessions += 1;
-            snapshot.waiting += entry.waiters.len();
+        for shard in self.shards.iter() {
+            let map = lock(&shard.0);
+            snapshot.sessions += map.len();
+            snapshot.waiting += map.values().map(Entry::waiting).sum::<usize>();
         }
         snapshot
+    }
+
+    /// The entries the shards' tables can hold without growing, all together: what the map
+    /// keeps allocated. For tests.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.shards.iter().map(|s| lock(&s.0).capacity()).sum()
+    }
+
+    /// Locks the shard of `key`. Middle bits of the digest pick it: the table inside uses the
+    /// low bits for the bucket and the top seven as tags, so neither may be constant within a
+    /// shard.
+    #[inline]
+    fn lock(&self, key: u64) -> MutexGuard<'_, Table> {
+        lock(&self.shards[(key >> 32) as usize % SHARDS].0)
+    }
+}
+
+/// Locks a shard. A panic while a shard was locked cannot leave an entry half-updated (every
+/// critical section is a handful of infallible steps), so a poisoned lock is used as is.
+#[inline]
+fn lock(shard: &Mutex<Table>) -> MutexGuard<'_, Table> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Gives back a shard's table once it is less than a quarter full (keeping room for twice its
+/// entries), so that memory follows the busy sessions down after a peak.
+#[inline]
+fn shrink_if_sparse(map: &mut Table) {
+    if map.capacity() > 4 * map.len() + SHRINK_SLACK {
+        map.shrink_to(2 * map.len());
     }
 }
 
@@ -489,6 +571,65 @@ mod tests {
             "{}",
             std::mem::size_of::<Entry>()
         );
+    }
+
+    #[test]
+    fn a_peak_of_busy_sessions_gives_its_table_back_once_idle() {
+        const PEAK: u64 = 100_000;
+        let s = sessions(4);
+        let busy: Vec<Slot> = (0..PEAK).map(|n| acquired(s.admit(s.digest(&n)))).collect();
+        assert!(s.capacity() >= PEAK as usize, "{}", s.capacity());
+        drop(busy);
+        assert!(s.snapshot().is_idle());
+        // At most the slack per shard stays: a few thousand entries' room, not the peak's.
+        assert!(
+            s.capacity() <= SHARDS * SHRINK_SLACK,
+            "{} entries' room kept after the peak",
+            s.capacity()
+        );
+    }
+
+    #[test]
+    fn one_session_coming_and_going_keeps_its_small_table() {
+        let s = sessions(4);
+        drop(acquired(s.admit(s.digest(&"conv"))));
+        let kept = s.capacity();
+        assert!(kept > 0);
+        for _ in 0..100 {
+            drop(acquired(s.admit(s.digest(&"conv"))));
+            assert_eq!(s.capacity(), kept, "no free and re-allocate per call");
+        }
+    }
+
+    #[test]
+    fn shrinking_keeps_the_busy_sessions_and_their_queues() {
+        let s = sessions(4);
+        let mut busy: Vec<Slot> = (0..10_000u64)
+            .map(|n| acquired(s.admit(s.digest(&n))))
+            .collect();
+        let waiter = queued(s.admit(s.digest(&7u64)));
+        // Release all but sessions 0 to 9 (7 among them): the shards shrink under them.
+        let kept: Vec<Slot> = busy.drain(..10).collect();
+        drop(busy);
+        assert_eq!(
+            s.snapshot(),
+            SessionSnapshot {
+                sessions: 10,
+                waiting: 1
+            }
+        );
+        assert!(s.capacity() <= SHARDS * SHRINK_SLACK, "{}", s.capacity());
+        let (count, w) = waker();
+        assert!(!waiter.poll_turn(&w));
+        drop(kept);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "7's waiter was handed the slot"
+        );
+        assert!(waiter.poll_turn(&w));
+        drop(waiter);
+        assert!(s.snapshot().is_idle());
     }
 
     #[test]

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use std::future::Future;
 use tokio::time::Instant;
-use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
 use towline_core::{Error, ErrorKind};
 use towline_retry::{Attempts, TimeoutLayer};
 
@@ -68,4 +70,34 @@ async fn each_attempt_gets_its_own_timeout_and_is_retried() {
 fn a_zero_timeout_is_rejected() {
     let err = TimeoutLayer::new(Duration::ZERO).unwrap_err();
     assert_eq!(err.setting(), "timeout");
+}
+
+#[test]
+fn an_attempt_that_answers_at_once_makes_no_timer() {
+    // No runtime here: making a tokio timer would panic, so the timer must not be made.
+    let mut timeout = TimeoutLayer::new(SEC).unwrap().layer(service_fn(|()| {
+        std::future::ready(Ok::<_, Error>("at once"))
+    }));
+    let future = tower::Service::call(&mut timeout, ());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(answer) => assert_eq!(answer.unwrap(), "at once"),
+        std::task::Poll::Pending => panic!("the answer was ready"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_counts_from_the_call_not_from_the_first_poll() {
+    let hangs = service_fn(|()| std::future::pending::<Result<&str, Error>>());
+    let mut timeout = TimeoutLayer::new(2 * SEC).unwrap().layer(hangs);
+    let future = tower::Service::call(&mut timeout, ());
+    tokio::time::advance(3 * SEC).await;
+    let started = Instant::now();
+    let err = future.await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "already late at the first poll"
+    );
 }
