@@ -101,6 +101,20 @@ impl Stack {
     }
 
     /// Uses `layer` for tracing and metrics.
+    ///
+    /// The default layer records metrics through OpenTelemetry's global meter provider, which
+    /// the API cannot tell apart from its no-op: a process without an SDK still pays for
+    /// describing every call (see `benches/RESULTS.md`: most of what the default stack costs
+    /// over the bare client). Metrics stay on by default because the usual set-up installs the
+    /// global provider at start-up; a service that exports no metrics turns them off:
+    ///
+    /// ```
+    /// use towline::{Stack, trace::TraceLayer};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let stack = Stack::new().trace(TraceLayer::builder().metrics(false).build()?);
+    /// # let _ = stack; Ok(()) }
+    /// ```
     pub fn trace(mut self, layer: TraceLayer) -> Self {
         self.trace = Some(layer);
         self

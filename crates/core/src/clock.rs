@@ -144,6 +144,29 @@ impl Nanos {
 impl From<Duration> for Nanos {
     #[inline]
     fn from(d: Duration) -> Self {
-        Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        // Whole seconds and the rest in u64 arithmetic: `as_nanos` goes through u128.
+        let nanos = d
+            .as_secs()
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(u64::from(d.subsec_nanos())));
+        Nanos(nanos.unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanos_from_a_duration_is_exact_and_saturates() {
+        assert_eq!(
+            Nanos::from(Duration::new(3, 7)).as_duration(),
+            Duration::new(3, 7)
+        );
+        assert_eq!(Nanos::from(Duration::from_nanos(u64::MAX)), Nanos(u64::MAX));
+        // One nanosecond more than a u64 holds, by seconds and by the sub-second part.
+        assert_eq!(Nanos::from(Duration::MAX), Nanos(u64::MAX));
+        let just_over = Duration::from_nanos(u64::MAX) + Duration::from_nanos(1);
+        assert_eq!(Nanos::from(just_over), Nanos(u64::MAX));
     }
 }

@@ -134,7 +134,12 @@ impl fmt::Display for KeyHash {
 pub struct ApiKey;
 
 impl ApiKey {
-    const KEY_HEADERS: [&'static str; 3] = ["x-api-key", "api-key", "x-goog-api-key"];
+    // `HeaderName`s, not `&str`: `http` would parse a `&str` name on every lookup.
+    const KEY_HEADERS: [http::HeaderName; 3] = [
+        http::HeaderName::from_static("x-api-key"),
+        http::HeaderName::from_static("api-key"),
+        http::HeaderName::from_static("x-goog-api-key"),
+    ];
 
     /// The raw credential of `headers`, if any. Callers must not keep or print it.
     pub fn credential(headers: &http::HeaderMap) -> Option<&[u8]> {
@@ -143,7 +148,7 @@ impl ApiKey {
         }
         Self::KEY_HEADERS
             .iter()
-            .find_map(|name| headers.get(*name))
+            .find_map(|name| headers.get(name))
             .map(HeaderValue::as_bytes)
     }
 }
