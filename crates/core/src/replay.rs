@@ -213,6 +213,32 @@ impl ReplayableRequest {
         }
     }
 
+    /// A template from a request's head, its whole body and the trailers that followed it.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::BodyExt;
+    /// use towline_core::ReplayableRequest;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let (parts, ()) = http::Request::post("https://api.openai.com/v1/chat/completions")
+    ///     .body(())
+    ///     .unwrap()
+    ///     .into_parts();
+    /// let mut trailers = http::HeaderMap::new();
+    /// trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+    /// let template = ReplayableRequest::with_trailers(parts, Bytes::from_static(b"{}"), trailers);
+    /// let collected = template.request::<()>().into_body().collect().await.unwrap();
+    /// assert_eq!(collected.trailers().unwrap()["x-checksum"], "abc");
+    /// # }
+    /// ```
+    pub fn with_trailers(parts: Parts, body: Bytes, trailers: HeaderMap) -> Self {
+        ReplayableRequest {
+            trailers: Some(Box::new(trailers)),
+            ..ReplayableRequest::new(parts, body)
+        }
+    }
+
     /// A new request, identical to the original.
     pub fn request<B>(&self) -> Request<ReplayBody<B>> {
         let mut req = Request::new(ReplayBody::with_trailers(

@@ -93,8 +93,8 @@ enum Template {
     /// The caller's own head and the body's bytes, kept as they came: the first attempt was a
     /// clone of them. Most calls end here, successful, having built nothing else.
     Head { parts: Parts, body: Bytes },
-    /// The template a [`Policy`] looks at, made from `Head` at the first failure (or by core's
-    /// `BufferRequest` for a body with trailers).
+    /// The template a [`Policy`] looks at, made from `Head` at the first failure (at once for a
+    /// body with trailers).
     Replayable(ReplayableRequest),
 }
 

@@ -6,21 +6,18 @@
 //! bytes rather than as a [`ReplayableRequest`]. So the common call (a `Full<Bytes>` body)
 //! sends its first attempt built from the caller's own head, keeps that head as the template,
 //! and never moves the head through a template and back out again: a `ReplayableRequest` is
-//! only made when a policy must look at one, after a failure. (A `ReplayableRequest` with
-//! trailers can only be made by core's `BufferRequest`; the rare body with trailers is handed
-//! to it once read.)
+//! only made when a policy must look at one, after a failure, or at once for the rare body that
+//! ends with trailers.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderMap, Request};
-use http_body::{Body, Frame, SizeHint};
-use towline_core::{BoxError, BufferRequest, Buffered, Error, ReplayBody, ReplayableRequest};
+use http_body::Body;
+use towline_core::{BoxError, Error, ReplayBody, ReplayableRequest};
 
 /// How a body read within the limit ended, or that it is larger.
 pub(crate) enum Ended {
@@ -191,56 +188,15 @@ where
     }
 }
 
-/// A template replaying `bytes` and then `trailers`: made by core's `BufferRequest`, the only
-/// maker of such templates, reading a body that is whole at once.
+/// A template replaying `bytes` and then `trailers`.
 fn with_trailers<B>(parts: Parts, bytes: Bytes, trailers: HeaderMap) -> Read<B> {
-    let body = Whole {
-        data: Some(bytes),
-        trailers: Some(trailers),
-    };
-    let mut buffer = BufferRequest::new(Request::from_parts(parts, body), usize::MAX);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match Pin::new(&mut buffer).poll(&mut cx) {
-        Poll::Ready(Ok(Buffered::Replayable(template))) => Read::WithTrailers(template),
-        Poll::Ready(Ok(Buffered::OneShot(_))) | Poll::Ready(Err(_)) | Poll::Pending => {
-            unreachable!("a body in memory, with no limit, is read at once")
-        }
-    }
-}
-
-/// A body already in memory: its bytes, then its trailers.
-struct Whole {
-    data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
-}
-
-impl Body for Whole {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let frame = match self.data.take() {
-            Some(data) => Some(Frame::data(data)),
-            None => self.trailers.take().map(Frame::trailers),
-        };
-        Poll::Ready(frame.map(Ok))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
-    }
+    Read::WithTrailers(ReplayableRequest::with_trailers(parts, bytes, trailers))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Frame;
     use http_body_util::{BodyExt, Full, StreamBody};
 
     type Frames = futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, BoxError>>>;
