@@ -228,7 +228,8 @@ impl ReplayableRequest {
     /// let mut trailers = http::HeaderMap::new();
     /// trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
     /// let template = ReplayableRequest::with_trailers(parts, Bytes::from_static(b"{}"), trailers);
-    /// let collected = template.request::<()>().into_body().collect().await.unwrap();
+    /// let request = template.request::<http_body_util::Empty<Bytes>>();
+    /// let collected = request.into_body().collect().await.unwrap();
     /// assert_eq!(collected.trailers().unwrap()["x-checksum"], "abc");
     /// # }
     /// ```
