@@ -3,7 +3,7 @@
 //! Redis-backed limiter pays: a bare `PING` on the same connection. Also: 64 admissions in
 //! flight, pipelined on the store's one multiplexed connection, and p50/p99 of single calls.
 //!
-//! Needs `redis-server` (`scripts/ensure-redis` installs it); without it this group is skipped
+//! Needs `redis-server` (`scripts/ensure-deps` installs it); without it this group is skipped
 //! with a message, and `scripts/bench-compare` (which installs it first) fails.
 
 use std::hint::black_box;

@@ -41,7 +41,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
-                format!("cannot run `redis-server` (scripts/ensure-redis installs it): {e}")
+                format!("cannot run `redis-server` (scripts/ensure-deps installs it): {e}")
             })?;
         let server = RedisServer { port, dir, child };
         let client = server.client();
